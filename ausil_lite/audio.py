@@ -1,0 +1,102 @@
+"""Decode the audio track of any media file PyAV opens into mono float32 at the analysis rate.
+
+Decoding streams packet by packet (the container is never read whole), downmixes with FFmpeg's
+resampler at the source rate, then resamples once with torchaudio, the same windowed-sinc filter on
+every platform, so features do not depend on FFmpeg's build.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+import torchaudio.functional as AF
+
+from ausil_lite.errors import (
+    CorruptStreamError,
+    CorruptStreamWarning,
+    EmptyAudioError,
+    MissingFileError,
+    NoAudioStreamError,
+    NotMediaError,
+    SilentAudioError,
+)
+
+SAMPLE_RATE = 44_100
+"""Analysis rate of the original system, in Hz."""
+
+SILENCE_PEAK = 1e-5
+"""Peak amplitude (about -100 dBFS) under which a track counts as silent: dither and codec noise sit above it."""
+
+
+def decode_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream of ``path`` to mono float32 at its own sample rate.
+
+    Returns ``(samples, sample_rate)``. A stream that breaks off part-way keeps what was decoded
+    and emits :class:`CorruptStreamWarning`; one with nothing decodable raises
+    :class:`CorruptStreamError`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(path)
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.error.InvalidDataError, av.error.ValueError, av.error.EOFError) as exc:
+        raise NotMediaError(path, str(exc)) from exc
+    except av.error.FFmpegError as exc:
+        raise NotMediaError(path, str(exc)) from exc
+    chunks: list[np.ndarray] = []
+    with container:
+        if not container.streams.audio:
+            raise NoAudioStreamError(path)
+        stream = container.streams.audio[0]
+        rate = stream.codec_context.sample_rate or stream.rate
+        downmix = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        try:
+            for packet in container.demux(stream):
+                for frame in packet.decode():
+                    for mono in downmix.resample(frame):
+                        chunks.append(mono.to_ndarray().reshape(-1))
+            for mono in downmix.resample(None):
+                chunks.append(mono.to_ndarray().reshape(-1))
+        except av.error.FFmpegError as exc:
+            if not chunks:
+                raise CorruptStreamError(path, str(exc)) from exc
+            decoded = sum(len(c) for c in chunks) / rate
+            warnings.warn(
+                f"{path}: audio stream broke off after {decoded:.2f} s ({exc}); using the decoded part",
+                CorruptStreamWarning,
+                stacklevel=2,
+            )
+    if not chunks:
+        raise EmptyAudioError(path)
+    samples = np.concatenate(chunks).astype(np.float32, copy=False)
+    if samples.size == 0:
+        raise EmptyAudioError(path)
+    return samples, int(rate)
+
+
+def resample(samples: np.ndarray, orig_rate: int, new_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Resample a mono signal with torchaudio's windowed-sinc filter; a no-op when the rates match."""
+    if orig_rate == new_rate:
+        return samples
+    out = AF.resample(torch.from_numpy(np.ascontiguousarray(samples)), orig_rate, new_rate)
+    return out.numpy()
+
+
+def peak_normalise(samples: np.ndarray, path: str | Path = "<array>") -> np.ndarray:
+    """Scale to a peak of 1.0, as the original does; raises :class:`SilentAudioError` on silence."""
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    if not np.isfinite(peak) or peak < SILENCE_PEAK:
+        raise SilentAudioError(path, f"peak amplitude {peak:.2e}")
+    return (samples / peak).astype(np.float32, copy=False)
+
+
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, normalise: bool = True) -> np.ndarray:
+    """Mono float32 samples of ``path`` at ``sample_rate`` Hz, peak-normalised unless ``normalise=False``."""
+    samples, rate = decode_audio(path)
+    samples = resample(samples, rate, sample_rate)
+    return peak_normalise(samples, path) if normalise else samples

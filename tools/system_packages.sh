@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the study needs: real recordings (the DAVR-mini source pool and the first
+# chapter's example), Chromaprint's fpcalc (a baseline) and Chromium (the book's browser check).
+# Idempotent: packages already present are not touched. Elsewhere it says what is missing and goes on.
+set -eo pipefail
+packages=(
+  asterisk-moh-opsound-wav
+  asterisk-core-sounds-en-wav
+  wesnoth-1.16-music
+  warzone2100-music
+  libchromaprint-tools
+  chromium
+)
+missing=()
+if command -v dpkg-query >/dev/null 2>&1; then
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+else
+  echo "system_packages: not a Debian-family system; install these yourself: ${packages[*]}" >&2
+  exit 0
+fi
+[ ${#missing[@]} -eq 0 ] && exit 0
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "system_packages: apt-get not found; missing: ${missing[*]}" >&2
+  exit 0
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "system_packages: installing ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -44,8 +44,6 @@ def decode_audio(path: str | Path) -> tuple[np.ndarray, int]:
         raise MissingFileError(path)
     try:
         container = av.open(str(path), mode="r")
-    except (av.error.InvalidDataError, av.error.ValueError, av.error.EOFError) as exc:
-        raise NotMediaError(path, str(exc)) from exc
     except av.error.FFmpegError as exc:
         raise NotMediaError(path, str(exc)) from exc
     chunks: list[np.ndarray] = []

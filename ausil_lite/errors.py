@@ -5,7 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 
-class AudioError(Exception):
+class InputError(Exception):
+    """Bad input a user can fix (a file, a list, a manifest, a weights file): the CLI prints the
+    message, which names the file, instead of a traceback. Subclass it for new kinds of bad input."""
+
+
+class AudioError(InputError):
     """A media file whose audio could not be turned into features."""
 
     reason = "unusable audio"
@@ -15,6 +20,10 @@ class AudioError(Exception):
         self.detail = detail
         text = self.reason if not detail else f"{self.reason}: {detail}"
         super().__init__(f"{self.path}: {text}")
+
+    def __reduce__(self):
+        # rebuild from (path, detail), not from the message, so errors survive worker processes
+        return (type(self), (self.path, self.detail))
 
 
 class MissingFileError(AudioError, FileNotFoundError):
@@ -45,5 +54,5 @@ class CorruptStreamWarning(UserWarning):
     """Raised as a warning when decoding stopped early but some audio was recovered."""
 
 
-class BackboneWeightsError(Exception):
+class BackboneWeightsError(InputError):
     """A backbone weight file that is missing, unreadable, or does not match the architecture."""

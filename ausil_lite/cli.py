@@ -1,0 +1,39 @@
+"""``ausil-lite``: the command line. Each subcommand lives in ``ausil_lite/commands/<name>.py`` and
+exposes ``register(subparsers)``, which adds its parser and sets ``run`` (args -> exit code)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ausil_lite.errors import InputError
+
+COMMANDS = [
+    "ausil_lite.commands.extract",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ausil-lite",
+        description="Duplicate audio video retrieval after AuSiL (ICPR 2020): extract audio descriptors, "
+        "score similarities, evaluate, and search your own collection.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except InputError as exc:
+        print(f"ausil-lite {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

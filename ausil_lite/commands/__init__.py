@@ -1,0 +1,1 @@
+"""One module per ``ausil-lite`` subcommand; see :mod:`ausil_lite.cli`."""

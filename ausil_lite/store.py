@@ -1,0 +1,234 @@
+"""A feature store: one ``.npy`` file of descriptors per video plus an index table, and resumable
+batch extraction into it.
+
+Layout under ``root``::
+
+    config.json         extraction config, git commit, version: a store never mixes backbones
+    features/<id>.npy   float32 (segments, 2528)
+    index.csv           id, source, duration (s), segments, status (ok | partial | failed), error
+
+Each finished video is written atomically and appended to the index at once, so a crash loses at
+most the video in flight, and a rerun skips what is done.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing
+import os
+import sys
+import time
+import warnings
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ausil_lite.audio import SAMPLE_RATE, load_audio
+from ausil_lite.config import provenance
+from ausil_lite.errors import AudioError, InputError
+from ausil_lite.features import ExtractionConfig, FeatureExtractor
+
+INDEX_COLUMNS = ["id", "source", "duration", "segments", "status", "error"]
+DONE = ("ok", "partial")
+
+
+class StoreError(InputError):
+    """A store that cannot be used as asked (another backbone's features, a bad id, a missing item)."""
+
+
+class FeatureStore:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.features_dir = self.root / "features"
+        self.index_path = self.root / "index.csv"
+        self.config_path = self.root / "config.json"
+
+    def feature_path(self, video_id: str) -> Path:
+        if not video_id or "/" in video_id or "\\" in video_id or video_id.startswith(".") or any(c.isspace() for c in video_id):
+            raise StoreError(f"{self.root}: id {video_id!r} cannot name a feature file")
+        return self.features_dir / f"{video_id}.npy"
+
+    @property
+    def index(self) -> pd.DataFrame:
+        """The index, one row per id (the latest record wins when a video was retried)."""
+        if not self.index_path.is_file():
+            return pd.DataFrame(columns=INDEX_COLUMNS)
+        table = pd.read_csv(self.index_path, dtype={"id": str, "source": str, "error": str}, keep_default_na=False)
+        return table.drop_duplicates("id", keep="last").reset_index(drop=True)
+
+    def ids(self) -> list[str]:
+        """Ids with stored descriptors, in the order they were extracted."""
+        table = self.index
+        return table.loc[table["status"].isin(DONE), "id"].tolist()
+
+    def has(self, video_id: str) -> bool:
+        return self.feature_path(video_id).is_file()
+
+    def load(self, video_id: str) -> np.ndarray:
+        path = self.feature_path(video_id)
+        if not path.is_file():
+            raise StoreError(f"{self.root}: no features for id {video_id!r}")
+        return np.load(path)
+
+    def bind(self, config: ExtractionConfig) -> None:
+        """Record ``config`` in a new store, or check it matches the one the store was made with."""
+        wanted = asdict(config)
+        if self.config_path.is_file():
+            stored = json.loads(self.config_path.read_text())["config"]
+            comparable = {k: v for k, v in wanted.items() if k not in ("device", "batch_size")}
+            if any(stored.get(k) != v for k, v in comparable.items()):
+                raise StoreError(
+                    f"{self.root}: made with {stored}, asked for {wanted}; use another --output folder"
+                )
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        _atomic_write_bytes(self.config_path, json.dumps(provenance(config, config.seed), indent=2).encode())
+
+    def save(self, video_id: str, descriptors: np.ndarray, source: str | Path, duration: float, note: str = "") -> None:
+        """Store one video's descriptors, then append its index row (status ``partial`` when ``note``)."""
+        path = self.feature_path(video_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, np.asarray(descriptors, dtype=np.float32))
+        os.replace(tmp, path)
+        self._append(video_id, source, round(duration, 3), len(descriptors), "partial" if note else "ok", note)
+
+    def record_failure(self, video_id: str, source: str | Path, error: str) -> None:
+        self._append(video_id, source, 0.0, 0, "failed", error)
+
+    def _append(self, video_id, source, duration, segments, status, error) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        new = not self.index_path.is_file()
+        with open(self.index_path, "a", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(INDEX_COLUMNS)
+            writer.writerow([video_id, str(source), duration, segments, status, error])
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+@dataclass
+class ExtractionSummary:
+    """What a batch did; ``failed`` maps id -> reason."""
+
+    extracted: int = 0
+    skipped: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    audio_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+    def __str__(self) -> str:
+        speed = self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
+        lines = [
+            f"extracted {self.extracted}, skipped {self.skipped} already done, failed {len(self.failed)}"
+            f" ({self.audio_seconds / 60:.1f} min of audio in {self.wall_seconds:.1f} s, {speed:.0f}x realtime)"
+        ]
+        lines += [f"  FAILED {vid}: {reason}" for vid, reason in self.failed.items()]
+        return "\n".join(lines)
+
+
+def _decode(path: str) -> tuple[np.ndarray, str]:
+    """Worker job: decoded, resampled, normalised audio and any recovery warning (as text)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        samples = load_audio(path)
+    return samples, "; ".join(str(w.message) for w in caught)
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one core each: the parent runs the backbone on the others
+
+
+def extract_videos(
+    videos: list[tuple[str, str | Path]],
+    store: FeatureStore,
+    config: ExtractionConfig = ExtractionConfig(),
+    workers: int = 1,
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> ExtractionSummary:
+    """Extract descriptors for ``(id, path)`` pairs into ``store``, resuming where a run stopped.
+
+    Audio is decoded in ``workers`` processes (0: in this process) while the backbone runs here.
+    A file that cannot be decoded is recorded as failed with its reason and the batch goes on; ids
+    that failed before are skipped unless ``retry_failed``. Errors that are not bad input (bugs)
+    propagate: finished videos stay stored.
+    """
+    started = time.perf_counter()
+    ids = [vid for vid, _ in videos]
+    if len(set(ids)) != len(ids):
+        dupes = sorted({v for v in ids if ids.count(v) > 1})
+        raise StoreError(f"duplicate ids in the video list: {dupes[:10]}")
+    store.bind(config)
+    previous = store.index.set_index("id")["status"].to_dict() if store.index_path.is_file() else {}
+    summary = ExtractionSummary()
+    todo = []
+    for vid, path in videos:
+        status = previous.get(vid)
+        if (status in DONE and store.has(vid)) or (status == "failed" and not retry_failed):
+            summary.skipped += 1
+        else:
+            todo.append((vid, str(path)))
+    if todo:
+        extractor = FeatureExtractor(config)
+        bar = tqdm(total=len(todo), desc="extract", unit="video", disable=not progress, file=sys.stderr)
+        for vid, path, result in _decoded(todo, workers):
+            if isinstance(result, AudioError):
+                summary.failed[vid] = str(result)
+                store.record_failure(vid, path, str(result))
+            else:
+                samples, note = result
+                store.save(vid, extractor.from_waveform(samples), path, len(samples) / SAMPLE_RATE, note)
+                summary.extracted += 1
+                summary.audio_seconds += len(samples) / SAMPLE_RATE
+            bar.set_postfix(failed=len(summary.failed))
+            bar.update()
+        bar.close()
+    summary.wall_seconds = time.perf_counter() - started
+    return summary
+
+
+def _decoded(todo: list[tuple[str, str]], workers: int):
+    """Yield ``(id, path, (samples, note) | AudioError)`` in order, decoding ahead in worker processes."""
+    if workers <= 0:
+        for vid, path in todo:
+            try:
+                yield vid, path, _decode(path)
+            except AudioError as exc:
+                yield vid, path, exc
+        return
+    # forkserver: children must not inherit the parent's OpenMP thread pool (fork can deadlock torch)
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
+        pending: deque[tuple[str, str, Future]] = deque()
+        items = iter(todo)
+        try:
+            while True:
+                while len(pending) < 2 * workers:  # bounded read-ahead keeps memory to a few waveforms
+                    nxt = next(items, None)
+                    if nxt is None:
+                        break
+                    pending.append((nxt[0], nxt[1], pool.submit(_decode, nxt[1])))
+                if not pending:
+                    return
+                vid, path, future = pending.popleft()
+                try:
+                    yield vid, path, future.result()
+                except AudioError as exc:
+                    yield vid, path, exc
+        finally:
+            for _, _, future in pending:
+                future.cancel()

@@ -1,0 +1,18 @@
+"""Similarity calculation: matrix, video comparator, chamfer similarity, and the full AuSiL-lite model."""
+
+from ausil_lite.similarity.chamfer import ChamferScorer, chamfer_similarity
+from ausil_lite.similarity.comparator import VideoComparator, pooled_size
+from ausil_lite.similarity.matrix import pad_sequences, similarity_matrix
+from ausil_lite.similarity.model import AuSiL, load_model, repeat_short
+
+__all__ = [
+    "AuSiL",
+    "ChamferScorer",
+    "VideoComparator",
+    "chamfer_similarity",
+    "load_model",
+    "pad_sequences",
+    "pooled_size",
+    "repeat_short",
+    "similarity_matrix",
+]

@@ -1,0 +1,65 @@
+"""Chamfer similarity: a video-level score from a similarity map, and the plain descriptor baseline.
+
+Chamfer similarity of an (X, Y) map is the mean over query rows of the best match along the
+candidate columns: every query segment looks for its counterpart anywhere in the candidate, so the
+score ignores time order and is asymmetric (it asks how much of the query is found in the candidate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ausil_lite.similarity.matrix import pad_sequences, similarity_matrix
+
+
+def chamfer_similarity(
+    sim: torch.Tensor, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Max over the candidate axis (last), mean over the query axis: (..., X, Y) -> (...).
+
+    ``rows`` and ``cols`` (shape (...) integer) are the valid sizes of each map in a padded batch;
+    entries beyond them are ignored. A map with no valid row or column has no defined similarity
+    and raises rather than returning NaN.
+    """
+    if rows is not None and bool((rows < 1).any()) or cols is not None and bool((cols < 1).any()):
+        raise ValueError("chamfer similarity of an empty map (a valid size is 0)")
+    if cols is not None:
+        col_valid = torch.arange(sim.shape[-1], device=sim.device) < cols[..., None, None]
+        sim = torch.where(col_valid, sim, torch.finfo(sim.dtype).min)
+    best = sim.max(dim=-1).values
+    if rows is None:
+        return best.mean(dim=-1)
+    row_valid = torch.arange(sim.shape[-2], device=sim.device) < rows[..., None]
+    return torch.where(row_valid, best, 0).sum(dim=-1) / rows.to(best.dtype)
+
+
+class ChamferScorer:
+    """The untrained reference: chamfer similarity of L2-normalised raw descriptors (cosine, [-1, 1]).
+
+    Shares the scorer interface of :class:`ausil_lite.similarity.model.AuSiL` (``prepare`` a video
+    once, then ``score_many``), so the similarity command and notebooks treat both alike.
+    """
+
+    name = "chamfer"
+
+    def __init__(self, device: str | torch.device | None = None):
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    def prepare(self, descriptors: np.ndarray, role: str = "database") -> torch.Tensor:
+        """Unit-norm (N, D) tensor on the scorer's device; ``role`` is accepted for interface parity."""
+        x = torch.as_tensor(np.asarray(descriptors, dtype=np.float32), device=self.device)
+        if x.ndim != 2 or len(x) == 0:
+            raise ValueError(f"expected (N, D) descriptors with N >= 1, got {tuple(x.shape)}")
+        return F.normalize(x, dim=-1)
+
+    @torch.inference_mode()
+    def score_many(self, query: torch.Tensor, candidates: Sequence[torch.Tensor]) -> np.ndarray:
+        """Chamfer similarity of one prepared query with each prepared candidate: (len(candidates),)."""
+        batch, lengths = pad_sequences(candidates)
+        sim = similarity_matrix(query, batch)
+        rows = torch.full_like(lengths, len(query))
+        return chamfer_similarity(sim, rows, lengths).cpu().numpy()

@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+import torch
+
+from ausil_lite.similarity.chamfer import ChamferScorer, chamfer_similarity
+
+
+def test_identity_map_scores_one():
+    assert chamfer_similarity(torch.eye(6)).item() == pytest.approx(1.0)
+
+
+def test_shifted_diagonal_scores_by_rows_with_a_match():
+    # query rows 0..5, candidate shifted by 2: rows 4 and 5 find nothing (0), the rest find 1
+    sim = torch.diag(torch.ones(4), diagonal=2)[:6, :6]
+    assert chamfer_similarity(sim).item() == pytest.approx(4 / 6)
+
+
+def test_zeros_score_zero_and_max_is_over_candidate_axis():
+    assert chamfer_similarity(torch.zeros(3, 5)).item() == 0.0
+    sim = torch.tensor([[0.1, 0.9, -1.0], [0.5, 0.2, 0.3]])
+    assert chamfer_similarity(sim).item() == pytest.approx((0.9 + 0.5) / 2)
+    assert chamfer_similarity(sim.T).item() == pytest.approx((0.5 + 0.9 + 0.3) / 3)
+
+
+def test_masked_batch_equals_each_map_alone():
+    torch.manual_seed(0)
+    maps = [torch.randn(3, 7), torch.randn(5, 2), torch.randn(1, 4)]
+    batch = torch.full((3, 5, 7), 99.0)  # padding must never win the max or enter the mean
+    for i, m in enumerate(maps):
+        batch[i, : m.shape[0], : m.shape[1]] = m
+    rows = torch.tensor([3, 5, 1])
+    cols = torch.tensor([7, 2, 4])
+    expected = torch.stack([chamfer_similarity(m) for m in maps])
+    torch.testing.assert_close(chamfer_similarity(batch, rows, cols), expected)
+
+
+def test_empty_map_raises():
+    with pytest.raises(ValueError, match="empty"):
+        chamfer_similarity(torch.zeros(2, 3, 3), torch.tensor([3, 0]), torch.tensor([3, 3]))
+
+
+def test_chamfer_scorer_is_cosine_chamfer():
+    rng = np.random.default_rng(1)
+    query = rng.normal(size=(4, 8)).astype(np.float32)
+    same, other = query * 3.0, rng.normal(size=(6, 8)).astype(np.float32)
+    scorer = ChamferScorer("cpu")
+    scores = scorer.score_many(scorer.prepare(query, "query"), [scorer.prepare(same), scorer.prepare(other)])
+    assert scores[0] == pytest.approx(1.0, abs=1e-6)
+    qn = query / np.linalg.norm(query, axis=1, keepdims=True)
+    on = other / np.linalg.norm(other, axis=1, keepdims=True)
+    assert scores[1] == pytest.approx((qn @ on.T).max(axis=1).mean(), abs=1e-6)

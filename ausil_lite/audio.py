@@ -35,9 +35,10 @@ SILENCE_PEAK = 1e-5
 def decode_audio(path: str | Path) -> tuple[np.ndarray, int]:
     """Decode the first audio stream of ``path`` to mono float32 at its own sample rate.
 
-    Returns ``(samples, sample_rate)``. A stream that breaks off part-way keeps what was decoded
-    and emits :class:`CorruptStreamWarning`; one with nothing decodable raises
-    :class:`CorruptStreamError`.
+    Returns ``(samples, sample_rate)``. Damage is survived where possible: undecodable packets are
+    skipped, and a stream that breaks off or is shorter than its container declares (a truncated
+    download) keeps what was decoded; either emits :class:`CorruptStreamWarning` naming the file.
+    A stream with nothing decodable raises :class:`CorruptStreamError`.
     """
     path = Path(path)
     if not path.is_file():
@@ -47,34 +48,55 @@ def decode_audio(path: str | Path) -> tuple[np.ndarray, int]:
     except av.error.FFmpegError as exc:
         raise NotMediaError(path, str(exc)) from exc
     chunks: list[np.ndarray] = []
+    problems: list[str] = []
     with container:
         if not container.streams.audio:
             raise NoAudioStreamError(path)
         stream = container.streams.audio[0]
         rate = stream.codec_context.sample_rate or stream.rate
+        declared = _declared_seconds(container, stream)
         downmix = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        bad_packets = 0
         try:
             for packet in container.demux(stream):
-                for frame in packet.decode():
-                    for mono in downmix.resample(frame):
-                        chunks.append(mono.to_ndarray().reshape(-1))
-            for mono in downmix.resample(None):
-                chunks.append(mono.to_ndarray().reshape(-1))
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError:
+                    bad_packets += 1  # one damaged packet loses ~20 ms; skip it and go on
+                    continue
+                for frame in frames:
+                    chunks.extend(m.to_ndarray().reshape(-1) for m in downmix.resample(frame))
+            chunks.extend(m.to_ndarray().reshape(-1) for m in downmix.resample(None))
         except av.error.FFmpegError as exc:
-            if not chunks:
-                raise CorruptStreamError(path, str(exc)) from exc
-            decoded = sum(len(c) for c in chunks) / rate
-            warnings.warn(
-                f"{path}: audio stream broke off after {decoded:.2f} s ({exc}); using the decoded part",
-                CorruptStreamWarning,
-                stacklevel=2,
-            )
+            problems.append(f"demuxing stopped ({exc})")
+        if bad_packets:
+            problems.append(f"{bad_packets} undecodable packet(s) skipped")
+    decoded = sum(len(c) for c in chunks) / rate
+    if problems and not chunks:
+        raise CorruptStreamError(path, "; ".join(problems))
+    if declared and decoded < declared - max(0.5, 0.05 * declared):
+        problems.append(f"truncated: the container declares {declared:.2f} s")
+    if problems and chunks:
+        warnings.warn(
+            f"{path}: damaged audio, decoded {decoded:.2f} s: " + "; ".join(problems),
+            CorruptStreamWarning,
+            stacklevel=2,
+        )
     if not chunks:
         raise EmptyAudioError(path)
     samples = np.concatenate(chunks).astype(np.float32, copy=False)
     if samples.size == 0:
         raise EmptyAudioError(path)
     return samples, int(rate)
+
+
+def _declared_seconds(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> float | None:
+    """Duration the container header claims for the stream, in seconds (None when it does not say)."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
 
 
 def resample(samples: np.ndarray, orig_rate: int, new_rate: int = SAMPLE_RATE) -> np.ndarray:

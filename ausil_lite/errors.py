@@ -31,7 +31,7 @@ class MissingFileError(AudioError, FileNotFoundError):
 
 
 class NotMediaError(AudioError):
-    reason = "not a media file that FFmpeg can open"
+    reason = "FFmpeg cannot open it as media (not a media file, or its header is truncated or corrupt)"
 
 
 class NoAudioStreamError(AudioError):

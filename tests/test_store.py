@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+
+from ausil_lite.features import ExtractionConfig, FeatureExtractor
+from ausil_lite.store import FeatureStore, StoreError, extract_videos
+from tests.conftest import noise
+
+
+@pytest.fixture
+def videos(make_media, tmp_path):
+    items = [(f"v{i}", make_media(f"v{i}.mp4", noise(2.0 + i, seed=i))) for i in range(4)]
+    bad = tmp_path / "bad.webm"
+    bad.write_bytes(b"\x00garbage" * 64)
+    items.insert(2, ("bad", bad))
+    items.append(("gone", tmp_path / "gone.mp4"))
+    return items
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_batch_records_failures_and_finishes_the_rest(videos, tmp_path, workers):
+    store = FeatureStore(tmp_path / f"store{workers}")
+    summary = extract_videos(videos, store, workers=workers, progress=False)
+    assert summary.extracted == 4
+    assert set(summary.failed) == {"bad", "gone"}
+    assert "bad.webm" in summary.failed["bad"] and "gone.mp4" in summary.failed["gone"]
+    index = store.index.set_index("id")
+    assert index.loc["bad", "status"] == "failed" and "bad.webm" in index.loc["bad", "error"]
+    assert store.ids() == ["v0", "v1", "v2", "v3"]
+    assert store.load("v3").shape == (4, 2528)  # 5 s -> 2-s windows starting at 0, 1, 2, 3 s
+    assert index.loc["v3", "segments"] == 4 and index.loc["v3", "duration"] == pytest.approx(5.0, abs=0.1)
+    assert "FAILED bad" in str(summary)
+
+
+def test_interrupted_run_resumes_without_redoing(videos, tmp_path, monkeypatch):
+    store = FeatureStore(tmp_path / "store")
+    calls = []
+    original = FeatureExtractor.from_waveform
+
+    def crash_after_two(self, samples, *args):
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the machine went down mid-batch
+        calls.append(len(samples))
+        return original(self, samples, *args)
+
+    monkeypatch.setattr(FeatureExtractor, "from_waveform", crash_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        extract_videos(videos, store, workers=0, progress=False)
+    assert store.ids() == ["v0", "v1"]
+    assert store.index.set_index("id").loc["bad", "status"] == "failed"  # recorded before the crash
+    first = store.load("v0")
+    monkeypatch.setattr(FeatureExtractor, "from_waveform", original)
+    counted = []
+    monkeypatch.setattr(
+        FeatureExtractor, "from_waveform", lambda self, s, *a: counted.append(1) or original(self, s, *a)
+    )
+    summary = extract_videos(videos, store, workers=0, progress=False)
+    assert len(counted) == 2 and summary.extracted == 2 and summary.skipped == 3  # v0, v1, bad
+    assert store.ids() == ["v0", "v1", "v2", "v3"]
+    assert np.array_equal(store.load("v0"), first)
+    again = extract_videos(videos, store, workers=0, progress=False)
+    assert again.extracted == 0 and again.skipped == 6 and len(counted) == 2
+
+
+def test_store_refuses_another_backbones_features(videos, tmp_path):
+    store = FeatureStore(tmp_path / "store")
+    extract_videos(videos[:1], store, ExtractionConfig(seed=0), workers=0, progress=False)
+    with pytest.raises(StoreError, match="made with"):
+        extract_videos(videos[:1], store, ExtractionConfig(seed=1), workers=0, progress=False)
+
+
+def test_duplicate_ids_and_unsafe_ids_are_rejected(videos, tmp_path):
+    store = FeatureStore(tmp_path / "store")
+    with pytest.raises(StoreError, match="duplicate"):
+        extract_videos([videos[0], videos[0]], store, workers=0, progress=False)
+    with pytest.raises(StoreError, match="cannot name"):
+        store.feature_path("../escape")
+
+
+def test_extractor_from_file_equals_from_waveform(videos):
+    from ausil_lite.audio import load_audio
+
+    extractor = FeatureExtractor(ExtractionConfig(device="cpu"))
+    path = videos[0][1]
+    assert np.allclose(extractor.from_file(path), extractor.from_waveform(load_audio(path)))

@@ -1,0 +1,202 @@
+"""Retrieval evaluation by the FIVR protocol, as in the FIVR-200K and AuSiL evaluation scripts.
+
+For each annotated query: rank every dataset video except the query by similarity (descending; ties
+keep the order of the similarity file); AP = (sum over hits of hits-so-far / rank) / number of
+relevant dataset videos, so relevant videos missing from the ranking count as misses; mAP is the mean
+over queries. The 21-point interpolated precision-recall curve (recall 0, 0.05, ..., 1) is computed
+per query over the whole dataset, missing videos scored 0, then averaged.
+
+Videos that could not be obtained are handled by one of two named conventions (``CONVENTIONS``):
+``keep`` (the FIVR/AuSiL scripts) leaves them in the ground truth as misses; ``remove`` (the authors'
+later ViSiL and distill-and-select code) first drops every video not available from the dataset and
+the ground truth. Every :class:`Evaluation` records which one made it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+CONVENTIONS = {
+    "keep": "unobtainable relevant videos stay in the ground truth and count as misses (FIVR-200K, AuSiL scripts)",
+    "remove": "unobtainable videos are removed from the dataset and ground truth first (ViSiL, distill-and-select)",
+}
+
+RECALL_LEVELS = np.arange(21) * 0.05
+"""Recall levels of the interpolated PR curve, computed as i * 0.05 like the reference (0.15 is 0.15000000000000002)."""
+
+Similarities = Mapping[str, Mapping[str, float]]
+Annotations = Mapping[str, Mapping[str, Sequence[str]]]
+
+
+def average_precision(ranking: Sequence[str], relevant: set[str]) -> float:
+    """AP of a ranked list of ids against ``relevant``: relevant ids absent from the ranking are misses."""
+    if not relevant:
+        raise ValueError("average precision needs at least one relevant video")
+    hits, total = 0, 0.0
+    for rank, video in enumerate(ranking, start=1):
+        if video in relevant:
+            hits += 1
+            total += hits / rank
+    return total / len(relevant)
+
+
+def interpolated_precision(scores: np.ndarray, targets: np.ndarray, levels: np.ndarray = RECALL_LEVELS) -> np.ndarray:
+    """Interpolated precision (max precision at recall >= level) at each recall level.
+
+    Precision and recall are taken at every distinct score threshold, plus the point (recall 0,
+    precision 1), as scikit-learn's ``precision_recall_curve`` (used by the reference) does.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    targets = np.asarray(targets, dtype=np.float64)
+    if scores.shape != targets.shape or scores.ndim != 1:
+        raise ValueError(f"scores and targets must be 1-D of one length, got {scores.shape} and {targets.shape}")
+    if not targets.any():
+        raise ValueError("a precision-recall curve needs at least one relevant item")
+    order = np.argsort(-scores, kind="stable")
+    scores, targets = scores[order], targets[order]
+    ends = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
+    tp = np.cumsum(targets)[ends]
+    precision = np.r_[tp / (ends + 1), 1.0]
+    recall = np.r_[tp / tp[-1], 0.0]
+    return np.array([precision[recall >= level].max() for level in levels])
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """mAP, per-query APs and the mean interpolated PR curve of one similarity file."""
+
+    mean_ap: float
+    average_precisions: dict[str, float]  # query id -> AP, in annotation order
+    relevant_counts: dict[str, int]  # query id -> relevant videos in the (possibly reduced) dataset
+    precision_curve: np.ndarray  # (21,) mean interpolated precision at RECALL_LEVELS
+    convention: str  # a key of CONVENTIONS
+    relevant_labels: tuple[str, ...]
+    skipped: dict[str, str] = field(default_factory=dict)  # query id -> why it was not evaluated
+
+    def per_query(self) -> pd.DataFrame:
+        """One row per evaluated query: ``query``, ``average_precision``, ``relevant``."""
+        return pd.DataFrame(
+            {
+                "query": list(self.average_precisions),
+                "average_precision": list(self.average_precisions.values()),
+                "relevant": [self.relevant_counts[q] for q in self.average_precisions],
+            }
+        )
+
+    def pr_curve(self) -> pd.DataFrame:
+        """The interpolated PR curve as ``recall``, ``precision`` rows."""
+        return pd.DataFrame({"recall": RECALL_LEVELS, "precision": self.precision_curve})
+
+
+def evaluate(
+    similarities: Similarities,
+    annotations: Annotations,
+    relevant_labels: Sequence[str],
+    dataset: Iterable[str],
+    convention: str = "keep",
+    available: Iterable[str] | None = None,
+) -> Evaluation:
+    """Evaluate ``{query: {video: similarity}}`` against ``{query: {label: [video ids]}}``.
+
+    ``dataset`` lists every id of the benchmark (queries included). With ``convention="remove"``,
+    ``available`` names the videos that were obtained (default: every id in ``similarities``, as
+    queries or as results). Queries absent from the similarities or the dataset, or with no relevant
+    video left, are skipped as the reference does, and listed in ``Evaluation.skipped``.
+    """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown convention {convention!r}; choose one of {sorted(CONVENTIONS)}")
+    if available is not None and convention != "remove":
+        raise ValueError("'available' applies only to the 'remove' convention")
+    labels = tuple(relevant_labels)
+    universe = set(dataset)
+    if convention == "remove":
+        if available is None:
+            available = set(similarities).union(*(set(r) for r in similarities.values()))
+        universe &= set(available)
+
+    aps: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    curves: list[np.ndarray] = []
+    skipped: dict[str, str] = {}
+    for query, gt_sets in annotations.items():
+        if query not in similarities:
+            skipped[query] = "missing from the similarities"
+            continue
+        if query not in universe:
+            skipped[query] = "not in the dataset" if convention == "keep" else "not in the available dataset"
+            continue
+        relevant = {v for label in labels for v in gt_sets.get(label, ())} & universe
+        if not relevant:
+            skipped[query] = f"no relevant videos with labels {','.join(labels)}"
+            continue
+        results = similarities[query]
+        for video, sim in results.items():
+            if not isinstance(sim, (int, float)) or math.isnan(sim):
+                raise ValueError(f"similarity of query {query!r} to {video!r} is not a number: {sim!r}")
+        ranked = [
+            (video, sim)
+            for video, sim in sorted(results.items(), key=lambda item: item[1], reverse=True)
+            if video != query and video in universe
+        ]
+        ranking = [video for video, _ in ranked]
+        aps[query] = average_precision(ranking, relevant)
+        counts[query] = len(relevant)
+
+        targets = [video in relevant for video in ranking]
+        missing = len(relevant) - sum(targets)
+        # as the reference: missing relevant videos, then the rest of the dataset, all scored 0
+        targets += [True] * missing + [False] * (len(universe) - len(targets) - missing)
+        scores = [sim for _, sim in ranked] + [0.0] * (len(targets) - len(ranked))
+        curves.append(interpolated_precision(np.array(scores), np.array(targets)))
+
+    if not aps:
+        raise ValueError(f"no query could be evaluated: {skipped}")
+    return Evaluation(
+        mean_ap=float(np.mean(list(aps.values()))),
+        average_precisions=aps,
+        relevant_counts=counts,
+        precision_curve=np.mean(curves, axis=0),
+        convention=convention,
+        relevant_labels=labels,
+        skipped=skipped,
+    )
+
+
+def read_similarities(path: str | Path) -> dict[str, dict[str, float]]:
+    """The original's similarity file: JSON ``{query_id: {video_id: similarity}}``."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ValueError(f"{path}: expected a JSON object {{query: {{video: similarity}}}}")
+    return data
+
+
+def write_similarities(path: str | Path, similarities: Similarities) -> Path:
+    """Write ``{query_id: {video_id: similarity}}`` as JSON (indent 1, as the original)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plain = {q: {v: float(s) for v, s in r.items()} for q, r in similarities.items()}
+    path.write_text(json.dumps(plain, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def read_annotations(path: str | Path) -> dict[str, dict[str, list[str]]]:
+    """The FIVR annotation file: JSON ``{query_id: {label: [video ids]}}`` (audio duplicates: ``DA``)."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    ok = isinstance(data, dict) and all(
+        isinstance(sets, dict) and all(isinstance(ids, list) for ids in sets.values()) for sets in data.values()
+    )
+    if not ok:
+        raise ValueError(f"{path}: expected a JSON object {{query: {{label: [video ids]}}}}")
+    return data
+
+
+def read_dataset_ids(path: str | Path) -> list[str]:
+    """A dataset id list: one id per line (blank lines ignored)."""
+    return [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]

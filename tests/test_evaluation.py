@@ -1,0 +1,122 @@
+import json
+
+import numpy as np
+import pytest
+
+from ausil_lite.evaluation import (
+    CONVENTIONS,
+    RECALL_LEVELS,
+    average_precision,
+    evaluate,
+    interpolated_precision,
+    read_annotations,
+    read_dataset_ids,
+    read_similarities,
+    write_similarities,
+)
+
+# query q; relevant a, b, c, m (m is in the dataset but missing from the results);
+# x is not in the dataset and must be ignored; q itself appears in its own results.
+DATASET = ["q", "a", "b", "c", "m", "n1", "n2", "n3"]
+ANNOTATIONS = {"q": {"DA": ["a", "b", "c", "m"], "ND": ["n3"]}}
+SIMILARITIES = {"q": {"q": 1.0, "x": 0.95, "a": 0.9, "n1": 0.8, "b": 0.7, "n2": 0.6, "c": 0.5, "n3": 0.4}}
+
+
+def test_average_precision_by_hand():
+    # ranking a n1 b n2 c n3 (q and x dropped): hits at ranks 1, 3, 5; m never retrieved
+    assert average_precision(["a", "n1", "b", "n2", "c", "n3"], {"a", "b", "c", "m"}) == pytest.approx(
+        (1 / 1 + 2 / 3 + 3 / 5) / 4
+    )
+    assert average_precision(["n1", "a"], {"a"}) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        average_precision(["a"], set())
+
+
+def test_fivr_protocol_excludes_query_and_foreign_ids_and_counts_missing_as_misses():
+    result = evaluate(SIMILARITIES, ANNOTATIONS, ["DA"], DATASET)
+    assert result.average_precisions["q"] == pytest.approx((1 + 2 / 3 + 3 / 5) / 4)
+    assert result.mean_ap == pytest.approx(result.average_precisions["q"])
+    assert result.relevant_counts == {"q": 4} and result.convention == "keep"
+
+
+def test_relevant_labels_are_united():
+    result = evaluate(SIMILARITIES, ANNOTATIONS, ["DA", "ND"], DATASET)
+    # hits at ranks 1, 3, 5, 6 of 5 relevant (m missing)
+    assert result.average_precisions["q"] == pytest.approx((1 + 2 / 3 + 3 / 5 + 4 / 6) / 5)
+
+
+def test_remove_convention_drops_unobtainable_videos_from_ground_truth():
+    result = evaluate(SIMILARITIES, ANNOTATIONS, ["DA"], DATASET, convention="remove")
+    assert result.average_precisions["q"] == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
+    explicit = evaluate(SIMILARITIES, ANNOTATIONS, ["DA"], DATASET, convention="remove", available=["q", "a", "n1"])
+    assert explicit.average_precisions["q"] == pytest.approx(1.0)
+    assert set(CONVENTIONS) == {"keep", "remove"}
+    with pytest.raises(ValueError, match="convention"):
+        evaluate(SIMILARITIES, ANNOTATIONS, ["DA"], DATASET, convention="drop")
+
+
+def test_skipped_queries_are_reported_not_scored():
+    annotations = dict(ANNOTATIONS, absent={"DA": ["a"]}, n1={"ND": ["a"]}, outside={"DA": ["a"]})
+    sims = dict(SIMILARITIES, n1={"a": 1.0}, outside={"a": 1.0})
+    result = evaluate(sims, annotations, ["DA"], DATASET)
+    assert list(result.average_precisions) == ["q"]
+    assert set(result.skipped) == {"absent", "n1", "outside"}
+    assert "missing" in result.skipped["absent"] and "no relevant" in result.skipped["n1"]
+    assert "not in the dataset" in result.skipped["outside"]
+
+
+def test_ties_keep_file_order_and_nan_raises():
+    tie_first = {"q": {"a": 0.5, "n1": 0.5}}
+    tie_second = {"q": {"n1": 0.5, "a": 0.5}}
+    gt = {"q": {"DA": ["a"]}}
+    assert evaluate(tie_first, gt, ["DA"], ["q", "a", "n1"]).mean_ap == 1.0
+    assert evaluate(tie_second, gt, ["DA"], ["q", "a", "n1"]).mean_ap == 0.5
+    with pytest.raises(ValueError, match="not a number"):
+        evaluate({"q": {"a": float("nan")}}, gt, ["DA"], ["q", "a"])
+
+
+def test_interpolated_precision_by_hand():
+    # ranks: hit, miss, hit, miss; 3 relevant, one never scored above the rest (score 0, last)
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.0])
+    targets = np.array([1, 0, 1, 0, 1])
+    curve = interpolated_precision(scores, targets)
+    assert curve.shape == (21,)
+    # recall 1/3 reached at precision 1, 2/3 at precision 2/3, 1 at precision 3/5
+    expected = np.where(RECALL_LEVELS <= 1 / 3, 1.0, np.where(RECALL_LEVELS <= 2 / 3, 2 / 3, 3 / 5))
+    np.testing.assert_allclose(curve, expected)
+
+
+def test_interpolated_precision_matches_reference_recipe():
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n = int(rng.integers(5, 60))
+        scores = np.round(rng.random(n), 1)  # ties on purpose
+        targets = (rng.random(n) < 0.3).astype(float)
+        targets[0] = 1.0
+        precision, recall, _ = metrics.precision_recall_curve(targets, scores)
+        expected = [np.max(precision[np.where(recall >= i * 0.05)[0]]) for i in range(21)]
+        np.testing.assert_allclose(interpolated_precision(scores, targets), expected)
+
+
+def test_pr_curve_of_evaluation_pads_missing_videos_with_zero():
+    result = evaluate(SIMILARITIES, ANNOTATIONS, ["DA"], DATASET)
+    # 7 candidates (dataset minus q): a n1 b n2 c n3 then m, plus one padding zero as the reference
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.0, 0.0])
+    targets = np.array([1, 0, 1, 0, 1, 0, 1, 0])
+    np.testing.assert_allclose(result.precision_curve, interpolated_precision(scores, targets))
+    frame = result.pr_curve()
+    assert list(frame.columns) == ["recall", "precision"] and len(frame) == 21
+    assert result.per_query()["average_precision"].iloc[0] == pytest.approx(result.mean_ap)
+
+
+def test_file_formats_round_trip(tmp_path):
+    path = write_similarities(tmp_path / "s.json", {"q": {"a": np.float32(0.5)}})
+    assert read_similarities(path) == {"q": {"a": 0.5}}
+    (tmp_path / "a.json").write_text(json.dumps(ANNOTATIONS))
+    assert read_annotations(tmp_path / "a.json") == ANNOTATIONS
+    (tmp_path / "ids.txt").write_text("q\na\n\nb\n")
+    assert read_dataset_ids(tmp_path / "ids.txt") == ["q", "a", "b"]
+    (tmp_path / "bad.json").write_text(json.dumps({"q": ["a"]}))
+    with pytest.raises(ValueError, match="bad.json"):
+        read_annotations(tmp_path / "bad.json")

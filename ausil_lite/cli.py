@@ -11,6 +11,8 @@ from ausil_lite.errors import InputError
 
 COMMANDS = [
     "ausil_lite.commands.extract",
+    "ausil_lite.commands.similarity",
+    "ausil_lite.commands.evaluate",
 ]
 
 

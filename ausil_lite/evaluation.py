@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ausil_lite.errors import InputError
+
 CONVENTIONS = {
     "keep": "unobtainable relevant videos stay in the ground truth and count as misses (FIVR-200K, AuSiL scripts)",
     "remove": "unobtainable videos are removed from the dataset and ground truth first (ViSiL, distill-and-select)",
@@ -30,6 +32,12 @@ CONVENTIONS = {
 
 RECALL_LEVELS = np.arange(21) * 0.05
 """Recall levels of the interpolated PR curve, computed as i * 0.05 like the reference (0.15 is 0.15000000000000002)."""
+
+
+
+class FormatError(InputError, ValueError):
+    """A similarity, annotation or id file that is missing or not in the expected format (names the file)."""
+
 
 Similarities = Mapping[str, Mapping[str, float]]
 Annotations = Mapping[str, Mapping[str, Sequence[str]]]
@@ -169,11 +177,18 @@ def evaluate(
     )
 
 
+def _read_json(path: str | Path):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FormatError(f"{path}: cannot read JSON ({exc})") from exc
+
+
 def read_similarities(path: str | Path) -> dict[str, dict[str, float]]:
     """The original's similarity file: JSON ``{query_id: {video_id: similarity}}``."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    data = _read_json(path)
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise ValueError(f"{path}: expected a JSON object {{query: {{video: similarity}}}}")
+        raise FormatError(f"{path}: expected a JSON object {{query: {{video: similarity}}}}")
     return data
 
 
@@ -188,15 +203,19 @@ def write_similarities(path: str | Path, similarities: Similarities) -> Path:
 
 def read_annotations(path: str | Path) -> dict[str, dict[str, list[str]]]:
     """The FIVR annotation file: JSON ``{query_id: {label: [video ids]}}`` (audio duplicates: ``DA``)."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    data = _read_json(path)
     ok = isinstance(data, dict) and all(
         isinstance(sets, dict) and all(isinstance(ids, list) for ids in sets.values()) for sets in data.values()
     )
     if not ok:
-        raise ValueError(f"{path}: expected a JSON object {{query: {{label: [video ids]}}}}")
+        raise FormatError(f"{path}: expected a JSON object {{query: {{label: [video ids]}}}}")
     return data
 
 
 def read_dataset_ids(path: str | Path) -> list[str]:
     """A dataset id list: one id per line (blank lines ignored)."""
-    return [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FormatError(f"{path}: cannot read the id list ({exc})") from exc
+    return [line.strip() for line in text.splitlines() if line.strip()]

@@ -1,0 +1,110 @@
+"""``ausil-lite similarity``: similarities of query videos to database videos, in the original's JSON.
+
+Each list line is ``id path``; the path is a media file (descriptors are extracted on the fly) or a
+stored ``.npy`` feature file. With ``--model`` the trained AuSiL-lite model scores the pairs;
+without, plain chamfer similarity of the descriptors. A bad item is reported with its reason and
+skipped; the exit code is 1 when any was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ausil_lite.errors import InputError
+from ausil_lite.evaluation import write_similarities
+from ausil_lite.features import BACKBONES, ExtractionConfig, FeatureExtractor
+from ausil_lite.similarity import ChamferScorer, load_model
+from ausil_lite.video_list import read_video_list
+
+CHUNK = 64  # database videos scored against each query in one padded batch
+
+
+class FeatureFileError(InputError):
+    """A ``.npy`` path that is missing or does not hold (segments, dims) descriptors."""
+
+
+def read_descriptors(path: Path, extract: Callable[[Path], np.ndarray]) -> np.ndarray:
+    """Descriptors from a stored ``.npy`` file, or ``extract(path)`` for a media file."""
+    if path.suffix.lower() != ".npy":
+        return extract(path)
+    try:
+        descriptors = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise FeatureFileError(f"{path}: cannot read stored features ({exc})") from exc
+    if descriptors.ndim != 2 or len(descriptors) == 0 or not np.issubdtype(descriptors.dtype, np.floating):
+        raise FeatureFileError(f"{path}: expected float (segments, dims) descriptors, got {descriptors.dtype} {descriptors.shape}")
+    return descriptors.astype(np.float32, copy=False)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "similarity",
+        help="similarities of query videos to database videos (JSON, as the original)",
+        description="Score every query against every database video and write {query: {video: similarity}} "
+        "JSON. Lists hold 'id path' lines; a path is a media file or a stored .npy feature file. Bad items "
+        "are reported and skipped (exit code 1).",
+    )
+    p.add_argument("--queries", required=True, type=Path, help="'id path' list of query videos")
+    p.add_argument("--database", required=True, type=Path, help="'id path' list of database videos")
+    p.add_argument("--output", required=True, type=Path, help="similarity JSON to write")
+    p.add_argument("--model", type=Path, default=None, help="trained model folder (default: chamfer of descriptors)")
+    p.add_argument("--backbone", choices=BACKBONES, default="random", help="for media paths: descriptor network")
+    p.add_argument("--weights", default=None, help="for media paths: backbone state dict (kumar2018, selfsup)")
+    p.add_argument("--seed", type=int, default=0, help="for media paths: seed of the random backbone")
+    p.add_argument("--device", default=None, help="torch device (default: CUDA when available)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    queries, database = read_video_list(args.queries), read_video_list(args.database)
+    scorer = load_model(args.model, args.device) if args.model else ChamferScorer(args.device)
+    extractor: list[FeatureExtractor] = []  # built on the first media path only
+
+    def extract(path: Path) -> np.ndarray:
+        if not extractor:
+            config = ExtractionConfig(backbone=args.backbone, weights=args.weights, seed=args.seed, device=args.device)
+            extractor.append(FeatureExtractor(config))
+        return extractor[0].from_file(path)
+
+    failed: dict[tuple[str, str], str] = {}  # (role, id) -> reason
+
+    def prepare(video_id: str, path: Path, role: str):
+        try:
+            return scorer.prepare(read_descriptors(path, extract), role)
+        except (InputError, ValueError) as exc:  # bad file, or a video the scorer cannot use (too short)
+            failed[role, video_id] = str(exc)
+            print(f"SKIPPED {role} {video_id}: {exc}", file=sys.stderr)
+            return None
+
+    prepared = [(vid, prepare(vid, path, "query")) for vid, path in tqdm(queries, desc="queries", unit="video", file=sys.stderr)]
+    prepared = [(vid, q) for vid, q in prepared if q is not None]
+    if not prepared:
+        raise InputError(f"{args.queries}: no usable query among {len(queries)}")
+    similarities: dict[str, dict[str, float]] = {vid: {} for vid, _ in prepared}
+
+    def flush(chunk: list) -> None:
+        ids, candidates = [vid for vid, _ in chunk], [c for _, c in chunk]
+        for qid, query in prepared:
+            similarities[qid].update(zip(ids, map(float, scorer.score_many(query, candidates))))
+        chunk.clear()
+
+    chunk: list = []
+    for vid, path in tqdm(database, desc=f"similarity ({scorer.name})", unit="video", file=sys.stderr):
+        candidate = prepare(vid, path, "database")
+        if candidate is not None:
+            chunk.append((vid, candidate))
+        if len(chunk) == CHUNK:
+            flush(chunk)
+    if chunk:
+        flush(chunk)
+    write_similarities(args.output, similarities)
+    scored = len(database) - sum(role == "database" for role, _ in failed)
+    print(f"{len(prepared)} queries x {scored} database videos scored with {scorer.name}; "
+          f"{len(failed)} items skipped; wrote {args.output}")
+    return 1 if failed else 0

@@ -1,0 +1,101 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ausil_lite.cli import main
+from ausil_lite.evaluation import read_similarities
+from ausil_lite.similarity.model import AuSiL
+from ausil_lite.whitening import PCAWhitening
+
+DIM = 24
+
+
+@pytest.fixture
+def lists(tmp_path):
+    """Three database videos as stored features, one duplicated as the query, plus two bad items."""
+    rng = np.random.default_rng(0)
+    feats = tmp_path / "features"
+    feats.mkdir()
+    base = rng.random((20, DIM), dtype=np.float32)
+    videos = {"dup": base + 0.01 * rng.random((20, DIM), dtype=np.float32), "other1": rng.random((15, DIM), dtype=np.float32),
+              "short": rng.random((3, DIM), dtype=np.float32), "q1": base}
+    for vid, x in videos.items():
+        np.save(feats / f"{vid}.npy", x)
+    (feats / "broken.npy").write_bytes(b"not numpy")
+    (tmp_path / "queries.txt").write_text("q1 features/q1.npy\nqshort features/short.npy\n")
+    (tmp_path / "database.txt").write_text(
+        "q1 features/q1.npy\ndup features/dup.npy\nother1 features/other1.npy\nshort features/short.npy\n"
+        "broken features/broken.npy\nabsent features/absent.npy\n"
+    )
+    return tmp_path
+
+
+def test_chamfer_similarity_round_trips_the_json_format(lists, capsys):
+    out = lists / "sims.json"
+    code = main(["similarity", "--queries", str(lists / "queries.txt"), "--database", str(lists / "database.txt"),
+                 "--output", str(out), "--device", "cpu"])
+    assert code == 1  # two bad database items were skipped
+    err = capsys.readouterr().err
+    assert "broken" in err and "absent" in err
+    sims = read_similarities(out)
+    assert set(sims) == {"q1", "qshort"}  # chamfer needs no minimum length
+    assert set(sims["q1"]) == {"q1", "dup", "other1", "short"}
+    assert sims["q1"]["q1"] == pytest.approx(1.0, abs=1e-5)
+    assert sims["q1"]["dup"] > sims["q1"]["other1"]
+    assert json.loads(out.read_text()) == sims
+
+
+def test_model_similarity_then_evaluate(lists, tmp_path, capsys):
+    torch.manual_seed(0)
+    whitening = PCAWhitening.fit(np.random.default_rng(1).random((100, DIM), dtype=np.float32))
+    AuSiL(whitening).save(tmp_path / "model", {"config": {}, "seed": 0, "git_commit": "test"})
+    out = lists / "model_sims.json"
+    code = main(["similarity", "--queries", str(lists / "queries.txt"), "--database", str(lists / "database.txt"),
+                 "--output", str(out), "--model", str(tmp_path / "model"), "--device", "cpu"])
+    assert code == 1
+    assert "qshort" in capsys.readouterr().err  # a 3-segment query is too short for the comparator
+    sims = read_similarities(out)
+    assert list(sims) == ["q1"] and set(sims["q1"]) == {"q1", "dup", "other1", "short"}
+    assert all(-1.0 <= s <= 1.0 for s in sims["q1"].values())
+
+    (lists / "annotation.json").write_text(json.dumps({"q1": {"DA": ["dup", "short"]}}))
+    (lists / "ids.txt").write_text("q1\ndup\nother1\nshort\n")
+    code = main(["evaluate", "--similarities", str(out), "--annotations", str(lists / "annotation.json"),
+                 "--dataset-ids", str(lists / "ids.txt"), "--relevant-labels", "DA",
+                 "--pr-curve", str(lists / "pr.csv")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    per_query = pd.read_csv(lists / "model_sims.ap.csv")
+    assert per_query["query"].tolist() == ["q1"] and per_query["relevant"].tolist() == [2]
+    assert f"mAP={per_query['average_precision'].iloc[0]:.4f}" in printed
+    assert len(pd.read_csv(lists / "pr.csv")) == 21
+
+
+def test_evaluate_reports_a_bad_file_without_traceback(tmp_path, capsys):
+    (tmp_path / "s.json").write_text("{not json")
+    (tmp_path / "a.json").write_text("{}")
+    (tmp_path / "ids.txt").write_text("a\n")
+    code = main(["evaluate", "--similarities", str(tmp_path / "s.json"), "--annotations", str(tmp_path / "a.json"),
+                 "--dataset-ids", str(tmp_path / "ids.txt")])
+    assert code == 2 and "s.json" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_media_paths_are_extracted_on_the_fly(tmp_path):
+    from ausil_lite.media import write_media
+
+    rng = np.random.default_rng(3)
+    tone = np.sin(2 * np.pi * 440 * np.arange(5 * 44100) / 44100) * np.linspace(0.2, 1.0, 5 * 44100)
+    noise = rng.normal(size=5 * 44100)
+    write_media(tmp_path / "tone.wav", tone.astype(np.float32) * 0.5, 44100)
+    write_media(tmp_path / "noise.wav", noise.astype(np.float32) * 0.2, 44100)
+    (tmp_path / "q.txt").write_text("tone tone.wav\n")
+    (tmp_path / "d.txt").write_text("tone tone.wav\nnoise noise.wav\n")
+    code = main(["similarity", "--queries", str(tmp_path / "q.txt"), "--database", str(tmp_path / "d.txt"),
+                 "--output", str(tmp_path / "s.json"), "--device", "cpu"])
+    assert code == 0
+    sims = read_similarities(tmp_path / "s.json")["tone"]
+    assert sims["tone"] == pytest.approx(1.0, abs=1e-5) and sims["noise"] < sims["tone"]

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ausil_lite.audio import SAMPLE_RATE, load_audio
-from ausil_lite.backbone import load_backbone, mac_descriptors
+from ausil_lite.backbone import fold_batchnorm, load_backbone, mac_descriptors
 from ausil_lite.errors import BackboneWeightsError
 from ausil_lite.spectrogram import log_mel_spectrogram, segment_spectrogram
 
@@ -50,7 +50,7 @@ class FeatureExtractor:
 
     def __init__(self, config: ExtractionConfig = ExtractionConfig()):
         self.config = config
-        self.model = load_backbone(config.weights, seed=config.seed, device=config.device)
+        self.model = fold_batchnorm(load_backbone(config.weights, seed=config.seed, device=config.device))
         self.device = next(self.model.parameters()).device
 
     @torch.inference_mode()

@@ -66,3 +66,22 @@ def test_loader_names_shape_mismatch_and_garbage(tmp_path):
         load_backbone(tmp_path / "junk.pkl")
     with pytest.raises(BackboneWeightsError, match="absent.pkl"):
         load_backbone(tmp_path / "absent.pkl")
+
+
+def test_folded_batchnorm_gives_the_same_descriptors(model):
+    from torch import nn
+
+    from ausil_lite.backbone import fold_batchnorm
+
+    trained_like = load_backbone(seed=3, device="cpu")
+    generator = torch.Generator().manual_seed(0)
+    for module in trained_like.modules():  # give BatchNorm non-trivial statistics, as trained weights have
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5, generator=generator)
+            module.running_var.uniform_(0.5, 2.0, generator=generator)
+            module.weight.data.uniform_(0.5, 1.5, generator=generator)
+            module.bias.data.uniform_(-0.2, 0.2, generator=generator)
+    folded = fold_batchnorm(trained_like)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(4, 1, 174, 128)
+    assert torch.allclose(mac_descriptors(trained_like, x), mac_descriptors(folded, x), atol=1e-5)

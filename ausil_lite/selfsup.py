@@ -1,0 +1,309 @@
+"""Self-supervised training of the Kumar CNN backbone, so AuSiL needs no AudioSet weights.
+
+The published AudioSet weights are not reachable from this project's machines. Instead the network
+starts from its seeded random initialisation and learns what duplicate retrieval needs directly: the
+MAC descriptor (2528-d) of a 2-s segment and of the same segment after a re-upload-like
+transformation (speed, tempo, noise, band limiting, gain, reverb, mixing) are pulled together, the
+other segments of the batch pushed apart (NT-Xent, SimCLR's loss, on a small projection head).
+
+Each training step draws ``batch_size`` windows from the training clips (ids recorded in the
+checkpoint, so a run states which sources it saw), augments each once, and computes both views'
+log-mel spectrograms over the whole window before cutting the central 174 frames: the same mel
+(with the dB floor relative to a longer stretch) that extraction computes over a whole file. The
+random draws of epoch ``e`` come from ``(seed, e)`` alone, so a resumed run repeats exactly what an
+uninterrupted one would have done.
+
+Outputs under ``output_dir``: ``checkpoint.pt`` (model, head, optimiser, epoch, resolved config,
+seed, git commit, clip ids; rewritten after every epoch), ``backbone.pt`` (the backbone's state dict,
+keys as the original's ``layer1.0.weight`` ..., for :func:`ausil_lite.backbone.load_backbone`) and
+``loss.csv`` (epoch, step, split, loss; ``probe`` rows are the loss of one fixed batch after each
+epoch, comparable across epochs, the first before any training).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ausil_lite.audio import SAMPLE_RATE, SILENCE_PEAK
+from ausil_lite.backbone import MAC_DIM, KumarCNN, load_backbone
+from ausil_lite.config import provenance
+from ausil_lite.errors import InputError
+from ausil_lite.spectrogram import HOP, SEGMENT_FRAMES, log_mel_spectrogram
+
+Augment = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
+"""``augment(samples, rate, rng) -> transformed samples``: the positive view of a training window."""
+
+SEGMENT_SAMPLES = (SEGMENT_FRAMES - 1) * HOP
+"""Samples whose centred STFT gives exactly one 174-frame segment (about 2.01 s at 44.1 kHz)."""
+
+DEFAULT_FAMILIES = ("speed", "tempo", "noise", "telephone", "gain", "reverb", "mix")
+"""Transformation families of :mod:`ausil_lite.datasets.transforms` drawn for the positive view.
+Codec re-encoding is left out by default (it goes through files; band limiting stands in for it),
+and so are ``crop`` and ``embed``, which would move the content away from the window's centre."""
+
+
+RESUMABLE_CHANGES = ("epochs", "device")
+"""Settings a resumed run may change: more epochs, another device."""
+
+
+class SelfSupError(InputError):
+    """Unusable training input or a checkpoint that does not match the run asked for."""
+
+
+@dataclass(frozen=True)
+class SelfSupConfig:
+    """One self-supervised run. Defaults are the ``full`` sizes; the ``ci`` profile shrinks them."""
+
+    seed: int = 0  # draws of windows and transformations; also the backbone's initialisation seed
+    epochs: int = 20
+    steps_per_epoch: int = 200
+    batch_size: int = 32  # windows per step; each gives two views, so 2 x batch_size segments per pass
+    learning_rate: float = 3e-4  # Adam
+    weight_decay: float = 1e-5
+    temperature: float = 0.1  # NT-Xent softmax temperature
+    projection_dim: int = 128  # 0: the loss reads the batch-standardised MAC descriptor itself
+    projection_hidden: int = 512
+    families: tuple[str, ...] = DEFAULT_FAMILIES
+    max_transforms: int = 2  # 1..max_transforms families are chained for each positive view
+    max_speed: float = 1.4  # fastest speed/tempo factor: windows are cut this many segments long
+    device: str | None = None  # None: CUDA when available, else CPU
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "steps_per_epoch", "max_transforms"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be at least 2 (the other windows are the negatives), got {self.batch_size}")
+        if self.temperature <= 0 or self.learning_rate <= 0:
+            raise ValueError("temperature and learning_rate must be positive")
+        if self.projection_dim < 0 or self.max_speed < 1.0:
+            raise ValueError("projection_dim must be >= 0 and max_speed >= 1")
+
+    @property
+    def window_samples(self) -> int:
+        """Samples cut from a clip for one pair: long enough that a ``max_speed`` speed-up still fills a segment."""
+        return int(math.ceil(SEGMENT_SAMPLES * self.max_speed)) + 2 * HOP
+
+
+class ProjectionHead(nn.Module):
+    """Batch-standardised MAC (2528) -> hidden -> BN -> ReLU -> projection, as in SimCLR; discarded after training.
+
+    Raw MAC descriptors of different audio have cosines near 1 (every part is a unit vector of ReLU
+    outputs), so the head first centres and scales each dimension over the batch; without that the loss
+    sees almost no differences and training collapses to one constant embedding. With ``out`` 0 the
+    standardised MAC itself is the embedding.
+    """
+
+    def __init__(self, hidden: int, out: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.BatchNorm1d(MAC_DIM, affine=False)]
+        if out:
+            layers += [nn.Linear(MAC_DIM, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, out)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NT-Xent of paired embeddings (B, D): each row of ``a`` must pick its row of ``b`` (and vice versa)
+    among the other 2B - 1 embeddings, by cosine similarity over ``temperature``."""
+    z = F.normalize(torch.cat([a, b]), dim=1)
+    logits = z @ z.T / temperature
+    logits.fill_diagonal_(float("-inf"))
+    n = a.shape[0]
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    return F.cross_entropy(logits, target)
+
+
+def transforms_augment(
+    clips: Mapping[str, np.ndarray], families: tuple[str, ...] = DEFAULT_FAMILIES, max_transforms: int = 2
+) -> Augment:
+    """An :data:`Augment` chaining 1..``max_transforms`` random families of
+    :mod:`ausil_lite.datasets.transforms`; ``mix`` lays a window of another training clip underneath."""
+    from ausil_lite.datasets.transforms import FAMILIES, NEEDS_OTHER, apply_transform, draw_transform
+
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown or not families:
+        raise ValueError(f"unknown transformation families {unknown}; choose from {FAMILIES}")
+    pool = list(clips.values())
+
+    def augment(samples: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
+        count = int(rng.integers(1, min(max_transforms, len(families)) + 1))
+        out = samples
+        for family in rng.choice(list(families), size=count, replace=False):
+            other = None
+            if family in NEEDS_OTHER:
+                source = pool[int(rng.integers(len(pool)))]
+                start = int(rng.integers(max(1, source.size - samples.size)))
+                other = source[start : start + samples.size]
+            out = apply_transform(out, rate, draw_transform(rng, str(family)), other=other)
+        return out
+
+    return augment
+
+
+def _centre_segment(samples: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Peak-normalised log-mel of ``samples``, central 174 frames, zero-padded if short: (1, 174, 128)."""
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    wave = torch.as_tensor(samples / max(peak, SILENCE_PEAK), dtype=torch.float32, device=device)
+    mel = log_mel_spectrogram(wave, SAMPLE_RATE)
+    start = max(0, (mel.shape[0] - SEGMENT_FRAMES) // 2)
+    segment = mel[start : start + SEGMENT_FRAMES]
+    if segment.shape[0] < SEGMENT_FRAMES:
+        segment = F.pad(segment, (0, 0, 0, SEGMENT_FRAMES - segment.shape[0]))
+    return segment.unsqueeze(0)
+
+
+def draw_batch(
+    clips: Mapping[str, np.ndarray], config: SelfSupConfig, augment: Augment, rng: np.random.Generator, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Anchor and positive segments, each (batch_size, 1, 174, 128), from random non-silent windows.
+
+    Clips are drawn without replacement while there are enough, so a batch rarely holds two windows
+    of one clip (which would be false negatives).
+    """
+    n = config.window_samples
+    ids = sorted(clips)
+    picks = rng.choice(len(ids), size=config.batch_size, replace=config.batch_size > len(ids))
+    anchors, positives = [], []
+    for index in picks:
+        clip = clips[ids[int(index)]]
+        for _ in range(20):
+            start = int(rng.integers(clip.size - n + 1))
+            window = clip[start : start + n]
+            if np.max(np.abs(window)) > 100 * SILENCE_PEAK:
+                break
+        else:
+            raise SelfSupError(f"training clip {ids[int(index)]!r}: 20 random windows were all silent")
+        anchors.append(_centre_segment(window, device))
+        positives.append(_centre_segment(augment(window, SAMPLE_RATE, rng), device))
+    return torch.stack(anchors), torch.stack(positives)
+
+
+def _embed(model: KumarCNN, head: ProjectionHead, segments: torch.Tensor) -> torch.Tensor:
+    return head(model.mac(segments.contiguous(memory_format=torch.channels_last)))
+
+
+def _loss(model, head, batch, temperature: float) -> torch.Tensor:
+    anchors, positives = batch
+    embedded = _embed(model, head, torch.cat([anchors, positives]))
+    return nt_xent(embedded[: len(anchors)], embedded[len(anchors):], temperature)
+
+
+@torch.no_grad()
+def _probe_loss(model: KumarCNN, head: ProjectionHead, batch, temperature: float) -> float:
+    """Loss of the fixed probe batch: the backbone as extraction runs it (evaluation mode, running
+    batch-norm statistics); a copy of the head standardises over the probe batch, as in training."""
+    model.eval()
+    value = float(_loss(model, copy.deepcopy(head).train(), batch, temperature))
+    model.train()
+    return value
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _write_loss_csv(history: list[list], path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows([["epoch", "step", "split", "loss"], *history])
+    os.replace(tmp, path)
+
+
+def train_selfsup(
+    config: SelfSupConfig,
+    clips: Mapping[str, np.ndarray],
+    output_dir: str | Path,
+    augment: Augment | None = None,
+    resume: bool = True,
+    log: Callable[[str], None] | None = print,
+) -> Path:
+    """Train on ``clips`` (id -> mono float32 at 44.1 kHz; the TRAINING split only) and return the
+    path of ``backbone.pt``. ``augment`` defaults to :func:`transforms_augment` over the clips.
+
+    With ``resume`` a ``checkpoint.pt`` in ``output_dir`` is continued (its config and clip ids must
+    match); a finished run returns at once. Without it an existing checkpoint is an error.
+    """
+    output = Path(output_dir)
+    ids = sorted(clips)
+    too_short = [i for i in ids if clips[i].ndim != 1 or clips[i].size < config.window_samples]
+    if not ids or too_short:
+        raise SelfSupError(
+            f"need mono training clips of at least {config.window_samples / SAMPLE_RATE:.2f} s; "
+            f"too short or not mono: {too_short[:10]}" if ids else "no training clips"
+        )
+    pool = {i: np.asarray(clips[i], dtype=np.float32) for i in ids}
+    augment = augment or transforms_augment(clips, config.families, config.max_transforms)
+    model = load_backbone(None, seed=config.seed, device=config.device).train()
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed + 1)
+        head = ProjectionHead(config.projection_hidden, config.projection_dim).to(device)
+    params = list(model.parameters()) + list(head.parameters())
+    optimiser = torch.optim.Adam(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+
+    record = {**provenance(config, config.seed), "clip_ids": ids}
+    checkpoint_path, loss_path = output / "checkpoint.pt", output / "loss.csv"
+    first_epoch, history = 0, []
+    probe = draw_batch(pool, config, augment, np.random.default_rng([config.seed, 2**31]), device)
+    if checkpoint_path.is_file():
+        if not resume:
+            raise SelfSupError(f"{checkpoint_path}: a run exists; resume it or choose another output folder")
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        changed = sorted(k for k in record["config"] if k not in RESUMABLE_CHANGES and state["config"][k] != record["config"][k])
+        if changed or state["clip_ids"] != ids:
+            what = f"settings {changed}" if changed else "other training clips"
+            raise SelfSupError(f"{checkpoint_path}: made with {what}; use another output folder")
+        model.load_state_dict(state["model"])
+        head.load_state_dict(state["head"])
+        optimiser.load_state_dict(state["optimiser"])
+        first_epoch, history = state["epoch"] + 1, state["history"]
+    else:
+        output.mkdir(parents=True, exist_ok=True)
+        history = [[0, 0, "probe", _probe_loss(model, head, probe, config.temperature)]]
+
+    for epoch in range(first_epoch, config.epochs):
+        rng = np.random.default_rng([config.seed, epoch])
+        train_losses, started = [], time.perf_counter()
+        for step in range(config.steps_per_epoch):
+            loss = _loss(model, head, draw_batch(pool, config, augment, rng, device), config.temperature)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            train_losses.append(float(loss.detach()))
+        probe_loss = _probe_loss(model, head, probe, config.temperature)
+        first_step = epoch * config.steps_per_epoch + 1
+        history += [[epoch + 1, first_step + i, "train", v] for i, v in enumerate(train_losses)]
+        history.append([epoch + 1, first_step + config.steps_per_epoch - 1, "probe", probe_loss])
+        state = {
+            **record, "epoch": epoch, "history": history, "model": model.state_dict(),
+            "optimiser": optimiser.state_dict(), "head": head.state_dict(),
+        }
+        _atomic_save(state, checkpoint_path)
+        _atomic_save(model.state_dict(), output / "backbone.pt")
+        _write_loss_csv(history, loss_path)  # rewritten whole from the checkpoint's history: never out of step
+        if log is not None:
+            mean = float(np.mean(train_losses))
+            log(f"epoch {epoch + 1}/{config.epochs}: train loss {mean:.4f}, probe {probe_loss:.4f} "
+                f"({time.perf_counter() - started:.1f} s)")
+    _write_loss_csv(history, loss_path)
+    if not (output / "backbone.pt").is_file():
+        raise SelfSupError(f"{output}: no backbone.pt although the checkpoint says the run finished")
+    return output / "backbone.pt"
+

@@ -1,0 +1,84 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ausil_lite.backbone import load_backbone
+from ausil_lite.selfsup import SelfSupConfig, SelfSupError, nt_xent, train_selfsup, transforms_augment
+
+
+def tones(seed: int, seconds: float = 5.0, rate: int = 44_100) -> np.ndarray:
+    """A clip of random notes (0.1-0.3 s, 150-2000 Hz, two harmonics) over faint noise."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    while sum(p.size for p in parts) < seconds * rate:
+        t = np.arange(int(rng.uniform(0.1, 0.3) * rate)) / rate
+        f0 = rng.uniform(150, 2000)
+        parts.append((np.sin(2 * np.pi * f0 * t) + 0.5 * np.sin(4 * np.pi * f0 * t)) * np.exp(-4 * t))
+    x = np.concatenate(parts)[: int(seconds * rate)] + 0.01 * rng.standard_normal(int(seconds * rate))
+    return (0.9 * x / np.abs(x).max()).astype(np.float32)
+
+
+def gain_and_noise(samples: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
+    """A cheap stand-in augmentation: level change and white noise."""
+    return (samples * rng.uniform(0.3, 1.0) + rng.uniform(0.01, 0.05) * rng.standard_normal(samples.size)).astype(np.float32)
+
+
+CLIPS = {f"clip{i}": tones(10 + i) for i in range(8)}
+TINY = SelfSupConfig(epochs=2, steps_per_epoch=3, batch_size=4, learning_rate=1e-3, projection_hidden=64, projection_dim=32)
+
+
+def test_nt_xent_prefers_matching_pairs():
+    a = torch.eye(4, 8)
+    assert nt_xent(a, a.clone(), 0.1) < nt_xent(a, a.roll(1, dims=0), 0.1)
+    assert nt_xent(a, a.clone(), 0.1) < 0.01
+
+
+@pytest.mark.slow
+def test_short_run_lowers_the_loss_and_saves_a_loadable_backbone(tmp_path):
+    backbone = train_selfsup(TINY, CLIPS, tmp_path, augment=gain_and_noise, log=None)
+    curve = pd.read_csv(tmp_path / "loss.csv")
+    probe = curve[curve["split"] == "probe"]["loss"].tolist()
+    assert len(probe) == 3 and len(curve[curve["split"] == "train"]) == 6
+    assert probe[-1] < probe[0]
+    model = load_backbone(weights=backbone, device="cpu")
+    state = torch.load(backbone, weights_only=True)
+    assert "layer1.0.weight" in state
+    assert torch.equal(model.state_dict()["layer18.0.weight"], state["layer18.0.weight"])
+    assert not torch.equal(state["layer1.0.weight"], load_backbone(device="cpu").state_dict()["layer1.0.weight"])
+    checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert checkpoint["config"]["learning_rate"] == TINY.learning_rate and checkpoint["seed"] == TINY.seed
+    assert checkpoint["git_commit"] and checkpoint["clip_ids"] == sorted(CLIPS)
+
+
+def test_resume_continues_and_refuses_other_settings(tmp_path):
+    one = SelfSupConfig(epochs=1, steps_per_epoch=1, batch_size=2, projection_hidden=16, projection_dim=8)
+    train_selfsup(one, CLIPS, tmp_path, augment=gain_and_noise, log=None)
+    first = torch.load(tmp_path / "backbone.pt", weights_only=True)
+    two = SelfSupConfig(**{**one.__dict__, "epochs": 2})
+    train_selfsup(two, CLIPS, tmp_path, augment=gain_and_noise, log=None)
+    curve = pd.read_csv(tmp_path / "loss.csv")
+    assert curve["epoch"].tolist() == [0, 1, 1, 2, 2] and curve["step"].tolist() == [0, 1, 1, 2, 2]
+    assert not torch.equal(first["layer2.0.weight"], torch.load(tmp_path / "backbone.pt", weights_only=True)["layer2.0.weight"])
+    with pytest.raises(SelfSupError, match="learning_rate"):
+        train_selfsup(SelfSupConfig(**{**two.__dict__, "learning_rate": 1e-2}), CLIPS, tmp_path, augment=gain_and_noise)
+    with pytest.raises(SelfSupError, match="a run exists"):
+        train_selfsup(two, CLIPS, tmp_path, augment=gain_and_noise, resume=False)
+
+
+def test_bad_training_input_is_refused(tmp_path):
+    with pytest.raises(SelfSupError, match="short"):
+        train_selfsup(TINY, {"short": np.ones(1000, np.float32)}, tmp_path, augment=gain_and_noise)
+    with pytest.raises(SelfSupError, match="silent"):
+        train_selfsup(TINY, {"quiet": np.zeros(5 * 44_100, np.float32)}, tmp_path, augment=gain_and_noise)
+    with pytest.raises(ValueError, match="batch_size"):
+        SelfSupConfig(batch_size=1)
+
+
+def test_default_augment_uses_the_dataset_transforms():
+    augment = transforms_augment(CLIPS, families=("speed",), max_transforms=1)
+    window = CLIPS["clip0"][: 3 * 44_100]
+    out = augment(window, 44_100, np.random.default_rng(0))
+    assert out.dtype == np.float32 and out.size != window.size  # speed changes the length
+    with pytest.raises(ValueError, match="unknown transformation"):
+        transforms_augment(CLIPS, families=("warp",))

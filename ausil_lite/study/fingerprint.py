@@ -2,13 +2,14 @@
 
 A notebook's key hashes five parts: its code (cell types, sources and tags; outputs and metadata
 ignored), the parameter values it gets, its declared inputs (size and modification time of every file
-under each path), the package's source (the notebooks are thin: the work happens in ``ausil_lite``)
-and the keys of the notebooks it needs. The last part chains the keys, so a change upstream reruns
+under each path), the package modules it imports, directly or not (the notebooks are thin: the work
+happens in ``ausil_lite``), and the keys of the notebooks it needs. The last part chains the keys, so a change upstream reruns
 everything downstream of it and nothing else.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 from pathlib import Path
@@ -48,10 +49,59 @@ def path_stamps(paths: list[Path]) -> list[tuple[str, int | None, int | None]]:
     return stamps
 
 
-def package_digest(package_dir: Path = PACKAGE_DIR) -> str:
-    """Hash of the package's Python sources, except this runner's own (it does not change results)."""
-    study_dir = Path(__file__).resolve().parent
-    files = sorted(p for p in package_dir.rglob("*.py") if study_dir not in p.parents)
+def _module_file(name: str, package_dir: Path) -> Path | None:
+    """The source file of module ``ausil_lite.x.y`` (``x/y.py`` or ``x/y/__init__.py``), if it exists."""
+    parts = name.split(".")[1:]
+    base = package_dir.joinpath(*parts)
+    candidates = ([base.with_suffix(".py")] if parts else []) + [base / "__init__.py"]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _imported_modules(source: str, package: str, current: str | None = None) -> set[str]:
+    """Names of the package's modules that ``source`` imports, anywhere in it (lazy imports too)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == package)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level and current:  # relative import inside the package
+                base = current.split(".")[: -node.level]  # a package's __init__ is named "pkg.__init__"
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            if module.split(".")[0] == package:
+                found.add(module)
+                found.update(f"{module}.{a.name}" for a in node.names)  # names may be submodules
+    return found
+
+
+def code_modules(sources: list[str], package_dir: Path = PACKAGE_DIR) -> list[Path]:
+    """Source files of the package that code importing like ``sources`` runs: transitive imports and
+    the ``__init__`` of every package on the way. IPython magics and shell lines are ignored.
+    """
+    package = package_dir.name
+    code = "\n".join(
+        "\n".join(line for line in s.splitlines() if not line.lstrip().startswith(("%", "!"))) for s in sources
+    )
+    todo = _imported_modules(code, package)
+    files: dict[str, Path] = {}
+    while todo:
+        name = todo.pop()
+        parents = [".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)]
+        for module in [name, *parents]:
+            if module in files:
+                continue
+            path = _module_file(module, package_dir)
+            if path is None:
+                continue
+            files[module] = path
+            current = module + (".__init__" if path.name == "__init__.py" else "")
+            todo |= _imported_modules(path.read_text(), package, current) - set(files)
+    return sorted(set(files.values()))
+
+
+def package_digest(files: list[Path], package_dir: Path = PACKAGE_DIR) -> str:
+    """Hash of the given package source files (paths and contents)."""
     return digest([(str(p.relative_to(package_dir)), hashlib.sha256(p.read_bytes()).hexdigest()) for p in files])
 
 

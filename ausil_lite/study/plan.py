@@ -11,7 +11,6 @@ typo in the file fails before anything runs.
 from __future__ import annotations
 
 import ast
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,7 +176,3 @@ def input_paths(spec: NotebookSpec, profile: str) -> list[Path]:
         path = Path(template.format(data=data_root(), profile=profile))
         paths.append(path if path.is_absolute() else REPO_ROOT / path)
     return paths
-
-
-def as_dict(profile: Profile) -> dict[str, Any]:
-    return dataclasses.asdict(profile)

@@ -20,6 +20,7 @@ import papermill
 from ausil_lite.study.fingerprint import (
     changed_parts,
     code_digest,
+    code_modules,
     digest,
     package_digest,
     path_stamps,
@@ -131,19 +132,21 @@ def run_notebooks(
     book. A notebook runs when its key differs from its last successful run's, or with ``force``.
     """
     chapters_dir.mkdir(parents=True, exist_ok=True)
-    package = package_digest()
     present = [spec for spec in plan.notebooks if (notebooks_dir / f"{spec.name}.ipynb").is_file()]
     absent = [spec.name for spec in plan.notebooks if spec not in present]
     if absent:
         log(f"study: not written yet, left out: {', '.join(absent)}")
-    keys: dict[str, str | None] = {}
-    runs = []
-    for position, spec in enumerate(present, start=1):
+    # Read every notebook and check its parameters first, so a typo in the plan fails before anything runs.
+    prepared = []
+    for spec in present:
         source = notebooks_dir / f"{spec.name}.ipynb"
-        output = chapters_dir / source.name
         nb = nbformat.read(source, as_version=4)
         declared = declared_parameters(parameters_cell(nb, str(source)).source, str(source))
-        params = notebook_parameters(profile, spec.name, declared, str(source))
+        prepared.append((spec, source, nb, notebook_parameters(profile, spec.name, declared, str(source))))
+    keys: dict[str, str | None] = {}
+    runs = []
+    for position, (spec, source, nb, params) in enumerate(prepared, start=1):
+        output = chapters_dir / source.name
         for need in spec.needs:
             if need in absent:
                 log(f"study: note: {spec.name} needs {need}, which is not written yet")
@@ -151,7 +154,7 @@ def run_notebooks(
             "code": code_digest(nb),
             "parameters": digest(params),
             "inputs": digest(path_stamps(input_paths(spec, profile.name))),
-            "package": package,
+            "package": package_digest(code_modules([c.source for c in nb.cells if c.cell_type == "code"])),
             "needs": digest({need: keys.get(need) for need in spec.needs}),
         }
         key = digest(parts)

@@ -1,0 +1,133 @@
+"""End to end: the real notebooks under the ``tiny`` profile, the strict book build and the browser check.
+
+One study run (module fixture) into a copy of ``book/`` under a temporary folder, with its own data root;
+the tests then read what it produced. The repository's own ``book/chapters`` is never touched.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from ausil_lite.paths import REPO_ROOT
+from ausil_lite.study.__main__ import main as study_main
+from ausil_lite.study.plan import load_plan
+from ausil_lite.study import runner
+from ausil_lite.study.fingerprint import package_digest
+from ausil_lite.study.runner import error_outputs
+
+pytestmark = pytest.mark.slow
+
+NOTEBOOKS = REPO_ROOT / "notebooks"
+BOOK_SOURCES = ("_config.yml", "intro.md", "reproduce.md", "_ext", "_extra")
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def chapter_names() -> list[str]:
+    plan = load_plan(NOTEBOOKS / "profiles.yaml")
+    return [spec.name for spec in plan.notebooks if (NOTEBOOKS / f"{spec.name}.ipynb").is_file()]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """Run ``python -m ausil_lite.study --profile tiny`` on a copy of the book; return (book dir, output)."""
+    root = tmp_path_factory.mktemp("study")
+    book = root / "book"
+    book.mkdir()
+    for name in BOOK_SOURCES:
+        source = REPO_ROOT / "book" / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, book / name)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AUSIL_DATA", str(root / "data"))
+        # Package edits made meanwhile (by other work in this tree) must not rerun notebooks between the
+        # two runs: the first digest of each set of modules stands for the whole test.
+        first: dict[tuple, str] = {}
+        mp.setattr(runner, "package_digest", lambda files: first.setdefault(tuple(files), package_digest(files)))
+        args = ["--profile", "tiny", "--notebooks", str(NOTEBOOKS), "--book", str(book)]
+        if not CHROMIUM.is_file():
+            args.append("--no-browser-check")
+        status = study_main(args)
+        assert status == 0, "the tiny study failed; its report is in the captured output"
+        rerun = study_main(args + ["--no-build", "--no-browser-check"])
+        assert rerun == 0
+    return book
+
+
+def test_every_notebook_executed_without_errors(built):
+    names = chapter_names()
+    assert names, "no notebooks found"
+    for name in names:
+        executed = nbformat.read(built / "chapters" / f"{name}.ipynb", as_version=4)
+        assert not error_outputs(executed), name
+        states = {c.metadata.get("papermill", {}).get("status") for c in executed.cells}
+        assert states == {"completed"}, f"{name}: cell states {states}"
+        assert (built / "chapters" / f"{name}.run.json").is_file()
+
+
+def test_every_chapter_page_is_in_the_toc_and_built(built):
+    toc = yaml.safe_load((built / "_toc.yml").read_text())
+    files = [entry["file"] for entry in toc["chapters"]]
+    assert files == [f"chapters/{n}" for n in chapter_names()] + ["reproduce", "chapters/environment"]
+    for page in ["intro"] + files:
+        assert (built / "_build" / "html" / f"{page}.html").is_file(), page
+
+
+def _expected_figures_and_tables(nb: nbformat.NotebookNode) -> tuple[int, int]:
+    """Images and tables a chapter must show: displayed outputs, glued figures, Markdown tables."""
+    figures = tables = 0
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            figures += len(re.findall(r"```\{glue:figure\}", cell.source))
+            tables += len(re.findall(r"^\|[-:| ]+\|\s*$", cell.source, flags=re.M))
+            continue
+        for out in cell.get("outputs", []):
+            if "scrapbook" in out.get("metadata", {}):
+                continue  # glued with display=False: shown where the text refers to it
+            data = out.get("data", {})
+            figures += "image/png" in data or "image/svg+xml" in data
+            tables += "<table" in data.get("text/html", "")
+    return figures, tables
+
+
+def test_each_figure_and_table_is_in_the_html(built):
+    html_dir = built / "_build" / "html"
+    for name in chapter_names():
+        executed = nbformat.read(built / "chapters" / f"{name}.ipynb", as_version=4)
+        figures, tables = _expected_figures_and_tables(executed)
+        page = (html_dir / "chapters" / f"{name}.html").read_text()
+        images = re.findall(r'<img[^>]*src="([^"]+)"', page)
+        assert len(images) >= figures, f"{name}: {len(images)} images in the page, {figures} expected"
+        assert page.count("<table") >= tables, f"{name}: tables missing"
+        for src in images:
+            if not src.startswith("data:"):
+                assert (html_dir / "chapters" / src).resolve().is_file(), f"{name}: {src} not in the build"
+    # chapter 1 glues its figures into the text: three of them, and its numbers, not placeholders
+    page = (html_dir / "chapters" / "01_audio_features.html").read_text()
+    assert page.count("<figure") >= 3
+    assert "glue:" not in re.sub(r"<pre.*?</pre>", "", page, flags=re.S)
+
+
+def test_environment_page_lists_each_notebook_with_its_time(built):
+    page = (built / "chapters" / "environment.md").read_text()
+    for name in chapter_names():
+        assert re.search(rf"\| {name} \| (ran|unchanged) \| [0-9T:-]+Z \| [0-9.]+ \|", page), name
+
+
+def test_second_run_skips_every_notebook(built):
+    for name in chapter_names():
+        executed_at = (built / "chapters" / f"{name}.ipynb").stat().st_mtime
+        assert executed_at < (built / "chapters" / "environment.md").stat().st_mtime
+    page = (built / "chapters" / "environment.md").read_text()
+    assert "| ran |" not in page and "| unchanged |" in page
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason="Debian chromium not installed (tools/system_packages.sh)")
+def test_browser_check_kept_a_screenshot(built):
+    shot = built / "_build" / "browser-check" / "results.png"
+    assert shot.is_file() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size > 10_000

@@ -1,0 +1,274 @@
+"""The study runner: plan validation, content keys, skipping, failure reports, generated book pages.
+
+Runs small notebooks the tests write themselves (a kernel start is about a second each).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from ausil_lite.study.book import environment_markdown, toc_yaml
+from ausil_lite.study.fingerprint import code_digest, code_modules, package_digest, path_stamps
+from ausil_lite.study.plan import (
+    StudyError,
+    declared_parameters,
+    notebook_parameters,
+    parse_plan,
+)
+from ausil_lite.study.runner import NotebookRun, error_outputs, run_notebooks
+
+
+def write_notebook(path: Path, parameters: str, *cells: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(parameters)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {path.stem}"), params] + [nbformat.v4.new_code_cell(c) for c in cells]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+PLAN = """
+notebooks:
+  01_make: {}
+  02_use: {needs: [01_make]}
+  03_alone: {inputs: ["{data}/alone-input.txt"]}
+profiles:
+  test:
+    cell_timeout_s: 60
+    shared: {profile: test}
+    parameters:
+      03_alone: {factor: 2}
+"""
+
+
+@pytest.fixture
+def study(tmp_path, monkeypatch):
+    """Three notebooks: 02 reads what 01 writes; 03 reads a declared input file. Returns a run function."""
+    monkeypatch.setenv("AUSIL_DATA", str(tmp_path / "data"))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "alone-input.txt").write_text("1")
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    write_notebook(nbs / "01_make.ipynb", "profile = 'x'\nout = None",
+                   "from pathlib import Path\nimport os\n"
+                   "Path(os.environ['AUSIL_DATA'], 'made.txt').write_text(profile)")
+    write_notebook(nbs / "02_use.ipynb", "profile = 'x'",
+                   "import os\nassert open(os.path.join(os.environ['AUSIL_DATA'], 'made.txt')).read() == profile")
+    write_notebook(nbs / "03_alone.ipynb", "profile = 'x'\nfactor = 1", "result = factor * 2")
+    (nbs / "profiles.yaml").write_text(PLAN)
+    chapters = tmp_path / "book" / "chapters"
+
+    def run(plan_text: str = PLAN, profile: str = "test", **kwargs) -> dict[str, str]:
+        plan = parse_plan(plan_text)
+        runs = run_notebooks(plan, plan.profile(profile), nbs, chapters, log=lambda _: None, **kwargs)
+        return {r.name: r.status for r in runs}
+
+    return run, nbs, chapters, tmp_path
+
+
+# --- plan -------------------------------------------------------------------------------------------
+
+def test_profile_extends_and_overrides():
+    plan = parse_plan("""
+notebooks: {01_a: {}}
+profiles:
+  base: {cell_timeout_s: 10, shared: {profile: base, seed: 1}, parameters: {01_a: {n: 1, m: 2}}}
+  child: {extends: base, shared: {profile: child}, parameters: {01_a: {n: 5}}}
+""")
+    child = plan.profile("child")
+    assert child.cell_timeout_s == 10
+    assert child.shared == {"profile": "child", "seed": 1}
+    assert child.parameters == {"01_a": {"n": 5, "m": 2}}
+    assert plan.profile("base").parameters == {"01_a": {"n": 1, "m": 2}}
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("notebooks: {}\nprofiles: {p: {cell_timeout_s: 1, typo: 1}}", "unknown key"),
+        ("notebooks: {01_a: {}}\nprofiles: {p: {cell_timeout_s: 1, parameters: {01_a: {x: [1, 2]}}}}", "plain values"),
+        ("notebooks: {01_a: {}}\nprofiles: {p: {cell_timeout_s: 1, parameters: {09_z: {x: 1}}}}", "unknown notebook"),
+        ("notebooks: {01_a: {needs: [02_b]}, 02_b: {}}\nprofiles: {p: {cell_timeout_s: 1}}", "not an earlier notebook"),
+        ("notebooks: {}\nprofiles: {p: {extends: q, cell_timeout_s: 1}, q: {extends: p}}", "cycle"),
+        ("notebooks: {}\nprofiles: {p: {description: no timeout}}", "cell_timeout_s"),
+        ("notebooks: {01_a: {inputz: []}}\nprofiles: {p: {cell_timeout_s: 1}}", "unknown key"),
+    ],
+)
+def test_bad_plans_fail_naming_the_place(text, message):
+    with pytest.raises(StudyError, match=message):
+        parse_plan(text)
+
+
+def test_unknown_profile_is_named():
+    plan = parse_plan("notebooks: {}\nprofiles: {ci: {cell_timeout_s: 1}}")
+    with pytest.raises(StudyError, match="unknown profile 'gpu'"):
+        plan.profile("gpu")
+
+
+def test_declared_parameters_and_what_each_notebook_gets():
+    declared = declared_parameters("a = 1\nb: int = 2\nc, d = 3, 4\nif True:\n    e = 5\n", "nb")
+    assert declared == {"a", "b"}
+    plan = parse_plan("notebooks: {01_a: {}}\nprofiles: {p: {cell_timeout_s: 1, shared: {a: 9, z: 0}, "
+                      "parameters: {01_a: {b: 7}}}}")
+    assert notebook_parameters(plan.profile("p"), "01_a", declared, "nb") == {"a": 9, "b": 7}
+    with pytest.raises(StudyError, match=r"\['b'\] not in the parameters cell"):
+        notebook_parameters(plan.profile("p"), "01_a", {"a"}, "nb")
+
+
+# --- keys ---------------------------------------------------------------------------------------------
+
+def test_code_digest_follows_sources_and_tags_not_outputs():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1")]
+    before = code_digest(nb)
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", text="1\n")]
+    nb.cells[0].execution_count = 3
+    assert code_digest(nb) == before
+    nb.cells[0].metadata["tags"] = ["remove-input"]
+    tagged = code_digest(nb)
+    assert tagged != before
+    nb.cells[0].source = "x = 2"
+    assert code_digest(nb) not in (before, tagged)
+
+
+def test_path_stamps_see_new_changed_and_missing_files(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a").write_text("1")
+    first = path_stamps([tmp_path / "d", tmp_path / "missing"])
+    assert first[-1] == (str(tmp_path / "missing"), None, None)
+    (tmp_path / "d" / "a").write_text("12")
+    assert path_stamps([tmp_path / "d", tmp_path / "missing"]) != first
+    (tmp_path / "d" / "b").write_text("")
+    assert len(path_stamps([tmp_path / "d"])) == 2
+
+
+def test_package_part_covers_the_modules_a_notebook_imports_and_nothing_else(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from .b import g\ndef f():\n    from pkg.sub import d\n    return g()\n")
+    (pkg / "b.py").write_text("def g():\n    return 1\n")
+    (pkg / "c.py").write_text("x = 1\n")
+    (pkg / "sub" / "__init__.py").write_text("from . import d\n")
+    (pkg / "sub" / "d.py").write_text("import os\n")
+    files = code_modules(["%matplotlib inline\nfrom pkg.a import f\nimport numpy"], package_dir=pkg)
+    assert [p.relative_to(pkg).as_posix() for p in files] == ["__init__.py", "a.py", "b.py", "sub/__init__.py", "sub/d.py"]
+    before = package_digest(files, package_dir=pkg)
+    (pkg / "c.py").write_text("x = 2\n")
+    assert package_digest(code_modules(["from pkg.a import f"], package_dir=pkg), package_dir=pkg) == before
+    (pkg / "b.py").write_text("def g():\n    return 2\n")
+    assert package_digest(code_modules(["from pkg.a import f"], package_dir=pkg), package_dir=pkg) != before
+
+
+# --- running ------------------------------------------------------------------------------------------
+
+def test_runs_then_skips_and_reruns_only_what_changed(study):
+    run, nbs, chapters, tmp = study
+    assert run() == {"01_make": "ran", "02_use": "ran", "03_alone": "ran"}
+    stamp = json.loads((chapters / "03_alone.run.json").read_text())
+    assert stamp["parameters"] == {"profile": "test", "factor": 2} and stamp["seconds"] > 0
+    assert run() == {"01_make": "unchanged", "02_use": "unchanged", "03_alone": "unchanged"}
+
+    # editing a notebook reruns it and the notebooks that need it, nothing else
+    write_notebook(nbs / "01_make.ipynb", "profile = 'x'\nout = None",
+                   "from pathlib import Path\nimport os\n"
+                   "Path(os.environ['AUSIL_DATA'], 'made.txt').write_text(profile)  # edited")
+    assert run() == {"01_make": "ran", "02_use": "ran", "03_alone": "unchanged"}
+    write_notebook(nbs / "02_use.ipynb", "profile = 'x'", "x = 1")
+    assert run() == {"01_make": "unchanged", "02_use": "ran", "03_alone": "unchanged"}
+
+    # a declared input and a parameter value are part of the key too
+    (tmp / "data" / "alone-input.txt").write_text("22")
+    assert run() == {"01_make": "unchanged", "02_use": "unchanged", "03_alone": "ran"}
+    assert run(PLAN.replace("factor: 2", "factor: 3"))["03_alone"] == "ran"
+    assert set(run(PLAN.replace("factor: 2", "factor: 3"), force=True).values()) == {"ran"}
+
+
+def test_executed_notebook_has_the_profile_values(study):
+    run, nbs, chapters, tmp = study
+    run()
+    executed = nbformat.read(chapters / "03_alone.ipynb", as_version=4)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "factor = 2" in injected[0].source
+    assert (tmp / "data" / "made.txt").read_text() == "test"
+
+
+def test_first_failure_stops_the_study_naming_notebook_and_cell(study):
+    run, nbs, chapters, tmp = study
+    write_notebook(nbs / "02_use.ipynb", "profile = 'x'", "ok = 1", "raise ValueError('no such segment')", "after = 1")
+    with pytest.raises(StudyError) as failure:
+        run()
+    message = str(failure.value)
+    assert "02_use.ipynb" in message
+    assert "cell 4" in message and "raise ValueError" in message  # markdown, parameters, ok = 1, then this
+    assert "ValueError: no such segment" in message
+    assert not (chapters / "02_use.run.json").exists()
+    assert not (chapters / "03_alone.ipynb").exists()  # the study stopped there
+    # the failed notebook runs again next time, the one before it does not
+    write_notebook(nbs / "02_use.ipynb", "profile = 'x'", "ok = 1")
+    assert run() == {"01_make": "unchanged", "02_use": "ran", "03_alone": "ran"}
+
+
+def test_cell_timeout_stops_the_study(study):
+    run, nbs, chapters, tmp = study
+    write_notebook(nbs / "01_make.ipynb", "profile = 'x'", "import time\ntime.sleep(30)")
+    with pytest.raises(StudyError, match=r"01_make.ipynb failed in cell 3 .*time.sleep|01_make.ipynb failed in cell 3"):
+        run(PLAN.replace("cell_timeout_s: 60", "cell_timeout_s: 2"))
+
+
+def test_undeclared_parameter_fails_before_running(study):
+    run, nbs, chapters, tmp = study
+    with pytest.raises(StudyError, match="factr"):
+        run(PLAN.replace("factor: 2", "factr: 2"))
+    assert not chapters.exists() or not list(chapters.glob("*.ipynb"))
+
+
+def test_notebook_without_parameters_cell_is_rejected(study):
+    run, nbs, chapters, tmp = study
+    nb = nbformat.read(nbs / "01_make.ipynb", as_version=4)
+    nb.cells[1].metadata["tags"] = []
+    nbformat.write(nb, nbs / "01_make.ipynb")
+    with pytest.raises(StudyError, match="exactly one code cell tagged 'parameters'"):
+        run()
+
+
+def test_notebooks_not_written_yet_are_left_out(study):
+    run, nbs, chapters, tmp = study
+    plan = PLAN.replace("  03_alone: {inputs", "  04_later: {needs: [01_make]}\n  03_alone: {inputs")
+    assert list(run(plan)) == ["01_make", "02_use", "03_alone"]
+
+
+def test_error_outputs_are_found_except_in_cells_expected_to_raise():
+    nb = nbformat.v4.new_notebook()
+    bad = nbformat.v4.new_code_cell("1/0")
+    bad.outputs = [nbformat.v4.new_output("error", ename="ZeroDivisionError", evalue="division by zero", traceback=[])]
+    expected = nbformat.v4.new_code_cell("1/0", metadata={"tags": ["raises-exception"]})
+    expected.outputs = list(bad.outputs)
+    nb.cells = [expected, bad]
+    assert error_outputs(nb) == ["cell 2: ZeroDivisionError: division by zero"]
+
+
+# --- book pages ---------------------------------------------------------------------------------------
+
+def test_toc_lists_the_chapters_in_order_between_front_and_back_pages():
+    toc = yaml.safe_load(toc_yaml(["01_a", "03_c"]))
+    assert toc["format"] == "jb-book" and toc["root"] == "intro"
+    assert [c["file"] for c in toc["chapters"]] == ["chapters/01_a", "chapters/03_c", "reproduce", "chapters/environment"]
+
+
+def test_environment_page_shows_each_notebook_time_and_packages():
+    env = {"python": "3.11.0", "platform": "Linux", "cpu_count": 2, "device": "CPU", "git_commit": "abc",
+           "packages": {"torch": "9.9"}}
+    runs = [NotebookRun("01_a", "ran", 12.25, "2026-01-01T00:00:00Z", Path("x")),
+            NotebookRun("02_b", "unchanged", 3.0, "2025-12-31T00:00:00Z", Path("y"))]
+    page = environment_markdown(env, runs, "ci", "2026-01-01 00:00 UTC")
+    assert "| 01_a | ran | 2026-01-01T00:00:00Z | 12.2 |" in page or "| 01_a | ran | 2026-01-01T00:00:00Z | 12.3 |" in page
+    assert "| 02_b | unchanged | 2025-12-31T00:00:00Z | 3.0 |" in page
+    assert "**15.2**" in page or "**15.3**" in page
+    assert "| torch | 9.9 |" in page and "`ci`" in page and "| Device | CPU |" in page

@@ -1,0 +1,1 @@
+"""Benchmarks: DAVR-mini (built here from real recordings) and readers for FIVR-200K-alpha and SVD-alpha."""

@@ -1,0 +1,92 @@
+"""Training material drawn on the fly from DAVR-mini's training tracks, never from its evaluation tracks.
+
+A built DAVR-mini lists its training tracks in ``train.txt`` (``id path``) and ``train.csv`` (with
+durations); :class:`TrainingPool` cuts random clips from them and makes transformed positives with
+:func:`ausil_lite.datasets.transforms.random_transform`::
+
+    pool = TrainingPool.from_benchmark(data_root() / "davr-mini" / "ci")
+    rng = np.random.default_rng(0)
+    anchor, positive, params = pool.draw_pair(rng, duration_s=10.0)   # 44.1 kHz mono float32
+    negative = pool.draw_clip(rng, 10.0, exclude=anchor.track)
+
+Unrelated audio for ``embed``/``mix`` positives comes from another training track.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ausil_lite.audio import SAMPLE_RATE
+from ausil_lite.datasets import transforms as T
+from ausil_lite.datasets.sources import SourcePoolError, read_window
+
+
+@dataclass(frozen=True)
+class TrainingTrack:
+    id: str
+    path: Path
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class Clip:
+    """Mono float32 samples at 44.1 kHz cut from ``track`` at ``start_s`` (seconds)."""
+
+    samples: np.ndarray
+    track: str
+    start_s: float
+
+
+class TrainingPool:
+    """Random clips and (anchor, positive) pairs from training tracks."""
+
+    def __init__(self, tracks: Sequence[TrainingTrack]):
+        if len(tracks) < 2:
+            raise SourcePoolError(f"a training pool needs at least two tracks, got {len(tracks)}")
+        self.tracks = sorted(tracks, key=lambda t: t.id)
+        self._weights = np.array([t.duration_s for t in self.tracks]) / sum(t.duration_s for t in self.tracks)
+
+    @classmethod
+    def from_benchmark(cls, root: str | Path) -> TrainingPool:
+        """The training tracks of the DAVR-mini built in ``root`` (from its ``train.csv``)."""
+        table = Path(root) / "train.csv"
+        if not table.is_file():
+            raise SourcePoolError(f"{table}: not found; build DAVR-mini first (ausil-lite build-benchmark)")
+        with open(table, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        tracks = []
+        for row in rows:
+            path = Path(row["path"])
+            path = path if path.is_absolute() else Path(root) / path
+            if not path.is_file():
+                raise SourcePoolError(f"{table}: training track {row['id']} missing at {path}")
+            tracks.append(TrainingTrack(row["id"], path, float(row["duration_s"])))
+        return cls(tracks)
+
+    @property
+    def ids(self) -> list[str]:
+        return [t.id for t in self.tracks]
+
+    def draw_clip(self, rng: np.random.Generator, duration_s: float, exclude: str | None = None) -> Clip:
+        """A clip of ``duration_s`` seconds (shorter only if a track is) from a track chosen by duration."""
+        weights = np.array([0.0 if t.id == exclude else w for t, w in zip(self.tracks, self._weights)])
+        track = self.tracks[int(rng.choice(len(self.tracks), p=weights / weights.sum()))]
+        length = min(duration_s, track.duration_s)
+        start = round(float(rng.uniform(0.0, max(track.duration_s - length, 0.0))), 3)
+        return Clip(read_window(track.path, start, length, SAMPLE_RATE), track.id, start)
+
+    def draw_pair(
+        self, rng: np.random.Generator, duration_s: float, families: Sequence[str] = T.TRAINING_FAMILIES
+    ) -> tuple[Clip, np.ndarray, dict]:
+        """An anchor clip, a transformed copy of it (the positive) and the transformation record."""
+        anchor = self.draw_clip(rng, duration_s)
+        other = None
+        if set(families) & (T.NEEDS_OTHER | {"combo"}):
+            other = self.draw_clip(rng, 2 * duration_s, exclude=anchor.track).samples
+        positive, params = T.random_transform(anchor.samples, SAMPLE_RATE, rng, families=families, other=other)
+        return anchor, positive, params

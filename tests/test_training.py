@@ -1,0 +1,109 @@
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ausil_lite.similarity import load_model
+from ausil_lite.training import (
+    CHECKPOINT_FILE,
+    CURVE_FILE,
+    TrainingConfig,
+    TripletSource,
+    mine_hard_negatives,
+    similarity_regularisation,
+    train,
+)
+
+DIM = 32
+
+
+def _song(rng, n):
+    """A random walk of segment descriptors: neighbouring segments alike, as overlapping 2-s windows are."""
+    steps = rng.normal(size=(n, DIM)).astype(np.float32)
+    return np.cumsum(steps, axis=0) / np.sqrt(np.arange(1, n + 1))[:, None] + 3.0
+
+
+def _duplicate(rng, x, noise=0.6):
+    """A distorted copy: noise, and every 5th segment dropped (a faster playback)."""
+    kept = np.delete(x, np.arange(0, len(x), 5), axis=0)
+    return kept + noise * rng.normal(size=kept.shape).astype(np.float32)
+
+
+def _source(seed=0, pairs=10, negatives=12):
+    rng = np.random.default_rng(seed)
+    anchors = [_song(rng, int(rng.integers(12, 24))) for _ in range(pairs)]
+    negs = [_song(rng, int(rng.integers(8, 24))) for _ in range(negatives)]
+    return TripletSource([(a, _duplicate(rng, a)) for a in anchors], negs)
+
+
+CONFIG = TrainingConfig(epochs=4, batch_size=8, learning_rate=3e-3, hard_pool=4, negatives_per_anchor=2,
+                        max_segments=16, seed=0, device="cpu")
+
+
+def test_short_run_lowers_the_loss_and_writes_a_loadable_model(tmp_path):
+    source = _source()
+    model, curve = train(source, CONFIG, tmp_path / "m", progress=False)
+    assert curve["epoch"].tolist() == list(range(1, 5))
+    assert curve["loss"].iloc[-2:].mean() < curve["loss"].iloc[:2].mean()
+    assert pd.read_csv(tmp_path / "m" / CURVE_FILE)["loss"].tolist() == pytest.approx(curve["loss"].tolist())
+    stored = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert stored["config"] == dataclasses.asdict(CONFIG) and stored["seed"] == 0 and stored["git_commit"]
+    loaded = load_model(tmp_path / "m", device="cpu")
+    anchor, positive = source.pairs[0]
+    assert loaded.similarity(anchor, positive) == model.similarity(anchor, positive)
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    source = _source(1, pairs=6, negatives=6)
+    config = dataclasses.replace(CONFIG, epochs=3)
+    full, full_curve = train(source, config, tmp_path / "full", progress=False)
+    train(source, dataclasses.replace(config, epochs=1), tmp_path / "crash", progress=False)  # "crashes" after 1
+    resumed, resumed_curve = train(source, config, tmp_path / "crash", progress=False)
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    pd.testing.assert_frame_equal(full_curve.drop(columns="seconds"), resumed_curve.drop(columns="seconds"))
+    assert torch.load(tmp_path / "crash" / CHECKPOINT_FILE, weights_only=True)["provenance"]["epoch"] == 3
+
+
+def test_resume_with_another_config_raises(tmp_path):
+    source = _source(2, pairs=4, negatives=4)
+    train(source, dataclasses.replace(CONFIG, epochs=1), tmp_path / "m", progress=False)
+    with pytest.raises(ValueError, match="another model folder"):
+        train(source, dataclasses.replace(CONFIG, epochs=2, margin=0.9), tmp_path / "m", progress=False)
+
+
+def test_config_rejects_unknown_keys_and_bad_values():
+    assert TrainingConfig.from_dict({"epochs": 2, "margin": 1}).margin == 1
+    with pytest.raises(ValueError, match="unknown"):
+        TrainingConfig.from_dict({"epoch": 2})
+    with pytest.raises(ValueError):
+        TrainingConfig(max_segments=3)
+
+
+def test_similarity_regularisation_by_hand():
+    logits = torch.tensor([[[1.5, -3.0], [0.2, 9.0]], [[2.0, 0.0], [0.0, 0.0]]])
+    # map 0 uses only its first row (1 row valid): 0.5 + 2.0; map 1 everything: 1.0
+    value = similarity_regularisation(logits, torch.tensor([1, 2]), torch.tensor([2, 2]))
+    assert value.item() == pytest.approx((2.5 + 1.0) / 2)
+
+
+def test_mining_ranks_by_similarity_and_respects_groups(tmp_path):
+    rng = np.random.default_rng(3)
+    anchor = _song(rng, 16)
+    near, far = anchor + 0.05 * rng.normal(size=anchor.shape).astype(np.float32), _song(rng, 16)
+    same_group = anchor.copy()  # a duplicate of the anchor that is not labelled as its positive
+    source = TripletSource([(anchor, anchor)], [far, near, same_group], pair_groups=["a"], negative_groups=["b", "c", "a"])
+    model, _ = train(source, dataclasses.replace(CONFIG, epochs=1, hard_pool=3), tmp_path / "m", progress=False)
+    hard = mine_hard_negatives(model, source, hard_pool=3)
+    assert hard[0, 0] == 1 and 2 not in hard[0]
+
+
+def test_source_validation():
+    rng = np.random.default_rng(4)
+    with pytest.raises(ValueError, match="segments"):
+        TripletSource([(_song(rng, 3), _song(rng, 10))], [_song(rng, 10)])
+    with pytest.raises(ValueError, match="both"):
+        TripletSource([(_song(rng, 10), _song(rng, 10))], [_song(rng, 10)], pair_groups=["a"])

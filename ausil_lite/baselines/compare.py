@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from ausil_lite.baselines.cache import FingerprintCache
 from ausil_lite.baselines.interface import Baseline
 from ausil_lite.errors import AudioError
+from ausil_lite.store import FeatureStore, StoreError
 
 Videos = Sequence[tuple[str, str | Path]]
 
@@ -51,6 +52,18 @@ def fingerprint_videos(
             cache.save(video_id, fingerprint)
         batch.fingerprints[video_id] = fingerprint
     return batch
+
+
+def store_fingerprints(baseline: Baseline, store: FeatureStore, ids: Sequence[str] | None = None) -> dict[str, Any]:
+    """Fingerprints of a descriptor baseline (``chamfer``, ``pooled``) from a feature store's descriptors.
+
+    The store must have been made with the baseline's extraction settings (checked as the store
+    checks a new extraction: device and batch size may differ); ``ids`` default to all stored ones.
+    """
+    if not store.config_path.is_file():
+        raise StoreError(f"{store.root}: not a feature store (no config.json)")
+    store.bind(baseline.config)
+    return {vid: baseline.from_descriptors(store.load(vid)) for vid in (store.ids() if ids is None else ids)}
 
 
 def similarity_json(

@@ -96,7 +96,8 @@ def pair_hashes(frames: np.ndarray, bins: np.ndarray, config: LandmarkConfig) ->
     if n < 2:
         return np.empty(0, np.uint32), np.empty(0, np.int32)
     seconds_ahead = config.max_dt * config.hop / config.sample_rate
-    window = min(n - 1, int(np.ceil(config.peaks_per_second * (seconds_ahead + 1))) + 1)
+    # the zone spans parts of at most ceil(seconds_ahead) + 1 one-second chunks, each capped in peaks
+    window = min(n - 1, config.peaks_per_second * (int(np.ceil(seconds_ahead)) + 1))
     ahead = np.arange(n)[:, None] + np.arange(1, window + 1)[None, :]
     in_range = ahead < n
     ahead = np.minimum(ahead, n - 1)

@@ -5,8 +5,9 @@ import pytest
 
 from ausil_lite.baselines import BASELINES, make_baseline
 from ausil_lite.baselines.cache import CacheError, FingerprintCache
-from ausil_lite.baselines.compare import compare_videos, fingerprint_videos, similarity_json
+from ausil_lite.baselines.compare import compare_videos, fingerprint_videos, similarity_json, store_fingerprints
 from ausil_lite.baselines.landmark import LandmarkBaseline, LandmarkConfig
+from ausil_lite.store import FeatureStore, StoreError, extract_videos
 
 
 def test_compare_videos_ranks_the_copy_first_and_records_failures(duplicate_set, tmp_path):
@@ -59,3 +60,15 @@ def test_make_baseline_rejects_unknown_names_and_keys():
         make_baseline("landmark", {"fanout": 3})
     with pytest.raises(TypeError, match="min_overlap_s"):
         make_baseline("chromaprint", {"min_overlap_s": "five"})
+
+
+def test_store_fingerprints_need_the_same_backbone(duplicate_set, tmp_path):
+    store = FeatureStore(tmp_path / "store")
+    extract_videos([("orig", duplicate_set["original"]), ("copy", duplicate_set["copy"])], store, workers=0, progress=False)
+    baseline = make_baseline("chamfer")
+    prints = store_fingerprints(baseline, store)
+    assert set(prints) == {"orig", "copy"} and baseline.score(prints["orig"], prints["orig"]) == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(StoreError, match="seed"):
+        store_fingerprints(make_baseline("pooled", {"seed": 7}), store)
+    with pytest.raises(StoreError, match="not a feature store"):
+        store_fingerprints(baseline, FeatureStore(tmp_path / "empty"))

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ausil_lite.attention import AttentionWeighting
+from ausil_lite.audio import peak_normalise
 from ausil_lite.config import config_from_dict, git_commit
 from ausil_lite.similarity.comparator import pooled_size
 from ausil_lite.similarity.matrix import pad_sequences
@@ -109,6 +110,58 @@ class TripletSource:
         if self.pair_groups is None:
             return np.ones((len(self.pairs), len(self.negatives)), dtype=bool)
         return np.asarray(self.pair_groups)[:, None] != np.asarray(self.negative_groups)[None, :]
+
+
+def save_triplet_source(source: TripletSource, path: str | Path) -> Path:
+    """Store a source as one ``.npz`` (segments concatenated, lengths alongside), so extraction runs once."""
+    videos = [x for pair in source.pairs for x in pair] + list(source.negatives)
+    groups = {}
+    if source.pair_groups is not None:
+        groups = {"pair_groups": np.asarray(source.pair_groups, dtype=str),
+                  "negative_groups": np.asarray(source.negative_groups, dtype=str)}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, segments=np.concatenate(videos), lengths=np.array([len(v) for v in videos]),
+             n_pairs=len(source.pairs), **groups)
+    return path
+
+
+def load_triplet_source(path: str | Path) -> TripletSource:
+    with np.load(path, allow_pickle=False) as data:
+        videos = np.split(data["segments"], np.cumsum(data["lengths"])[:-1])
+        n = 2 * int(data["n_pairs"])
+        groups = ([str(g) for g in data["pair_groups"]], [str(g) for g in data["negative_groups"]]) \
+            if "pair_groups" in data else (None, None)
+    pairs = [(videos[i], videos[i + 1]) for i in range(0, n, 2)]
+    return TripletSource(pairs, videos[n:], *groups)
+
+
+def triplet_source_from_pool(
+    pool, extractor, pairs: int, negatives: int, duration_s: float, seed: int, families: Sequence[str] | None = None
+) -> tuple[TripletSource, list[dict]]:
+    """Training descriptors from a :class:`ausil_lite.datasets.training.TrainingPool` (training tracks only).
+
+    Draws ``pairs`` anchor clips of ``duration_s`` seconds with a transformed positive each, and
+    ``negatives`` further clips; every clip is peak-normalised (as a decoded file would be) and passed
+    through ``extractor.from_waveform``. Anchors also join the negative pool; groups (source track ids)
+    keep a clip from being the negative of an anchor cut from the same track. Returns the source and
+    the transformation record of each pair.
+    """
+    rng = np.random.default_rng(seed)
+    kwargs = {} if families is None else {"families": families}
+    pair_list, records, anchor_groups = [], [], []
+    for _ in range(pairs):
+        anchor, positive, params = pool.draw_pair(rng, duration_s, **kwargs)
+        pair_list.append((extractor.from_waveform(peak_normalise(anchor.samples, f"{anchor.track}@{anchor.start_s}s")),
+                          extractor.from_waveform(peak_normalise(positive, f"{anchor.track}@{anchor.start_s}s+{params['family']}"))))
+        records.append({"track": anchor.track, "start_s": anchor.start_s, **params})
+        anchor_groups.append(anchor.track)
+    negative_list, negative_groups = [a for a, _ in pair_list], list(anchor_groups)
+    for _ in range(negatives):
+        clip = pool.draw_clip(rng, duration_s)
+        negative_list.append(extractor.from_waveform(peak_normalise(clip.samples, f"{clip.track}@{clip.start_s}s")))
+        negative_groups.append(clip.track)
+    return TripletSource(pair_list, negative_list, anchor_groups, negative_groups), records
 
 
 def similarity_regularisation(logits: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:

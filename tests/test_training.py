@@ -1,4 +1,5 @@
 import dataclasses
+from pathlib import Path
 import json
 
 import numpy as np
@@ -10,6 +11,9 @@ from ausil_lite.similarity import load_model
 from ausil_lite.training import (
     CHECKPOINT_FILE,
     CURVE_FILE,
+    load_triplet_source,
+    save_triplet_source,
+    triplet_source_from_pool,
     TrainingConfig,
     TripletSource,
     mine_hard_negatives,
@@ -107,3 +111,33 @@ def test_source_validation():
         TripletSource([(_song(rng, 3), _song(rng, 10))], [_song(rng, 10)])
     with pytest.raises(ValueError, match="both"):
         TripletSource([(_song(rng, 10), _song(rng, 10))], [_song(rng, 10)], pair_groups=["a"])
+
+
+def test_triplet_source_round_trips_through_npz(tmp_path):
+    rng = np.random.default_rng(5)
+    source = TripletSource([(_song(rng, 5), _song(rng, 7)), (_song(rng, 6), _song(rng, 2))], [_song(rng, 4)],
+                           pair_groups=["a", "b"], negative_groups=["c"])
+    loaded = load_triplet_source(save_triplet_source(source, tmp_path / "s.npz"))
+    for (a, p), (la, lp) in zip(source.pairs, loaded.pairs):
+        np.testing.assert_array_equal(a, la)
+        np.testing.assert_array_equal(p, lp)
+    np.testing.assert_array_equal(source.negatives[0], loaded.negatives[0])
+    assert list(loaded.pair_groups) == ["a", "b"] and list(loaded.negative_groups) == ["c"]
+
+
+@pytest.mark.slow
+def test_source_from_real_training_pool_with_transforms(tmp_path):
+    from ausil_lite.datasets.training import TrainingPool, TrainingTrack
+    from ausil_lite.features import ExtractionConfig, FeatureExtractor
+
+    moh = sorted(Path("/usr/share/asterisk/moh").glob("*.wav"))[:3]
+    if len(moh) < 3:
+        pytest.skip("needs the Debian package asterisk-moh-opsound-wav")
+    pool = TrainingPool([TrainingTrack(p.stem, p, 20.0) for p in moh])
+    extractor = FeatureExtractor(ExtractionConfig(device="cpu"))
+    source, records = triplet_source_from_pool(pool, extractor, pairs=2, negatives=2, duration_s=6.0, seed=0,
+                                               families=("speed", "noise"))
+    assert len(source.pairs) == 2 and len(source.negatives) == 4  # anchors join the negatives
+    assert {r["family"] for r in records} <= {"speed", "noise"}
+    assert source.pairs[0][0].shape[1] == 2528
+    assert source.allowed_negatives()[0, 0] == False  # noqa: E712 - an anchor is never its own negative

@@ -1,6 +1,6 @@
 import dataclasses
-from pathlib import Path
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,14 +11,14 @@ from ausil_lite.similarity import load_model
 from ausil_lite.training import (
     CHECKPOINT_FILE,
     CURVE_FILE,
-    load_triplet_source,
-    save_triplet_source,
-    triplet_source_from_pool,
     TrainingConfig,
     TripletSource,
+    load_triplet_source,
     mine_hard_negatives,
+    save_triplet_source,
     similarity_regularisation,
     train,
+    triplet_source_from_pool,
 )
 
 DIM = 32

@@ -12,6 +12,7 @@ import nbformat
 import pytest
 import yaml
 
+from ausil_lite.study.__main__ import main as study_main
 from ausil_lite.study.book import environment_markdown, toc_yaml
 from ausil_lite.study.fingerprint import code_digest, code_modules, package_digest, path_stamps
 from ausil_lite.study.plan import (
@@ -242,6 +243,21 @@ def test_notebooks_not_written_yet_are_left_out(study):
     run, nbs, chapters, tmp = study
     plan = PLAN.replace("  03_alone: {inputs", "  04_later: {needs: [01_make]}\n  03_alone: {inputs")
     assert list(run(plan)) == ["01_make", "02_use", "03_alone"]
+
+
+def test_command_line_dry_run_then_failure_exit_status(study, capsys):
+    run, nbs, chapters, tmp = study
+    args = ["--profile", "test", "--notebooks", str(nbs), "--book", str(tmp / "book"), "--no-build"]
+    assert study_main(args + ["--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("would run (no successful run yet)") == 3
+    assert not list(chapters.glob("*.ipynb"))
+    write_notebook(nbs / "03_alone.ipynb", "profile = 'x'\nfactor = 1", "assert factor == 1, 'factor changed'")
+    assert study_main(args) == 1
+    err = capsys.readouterr().err
+    assert "study: FAILED: notebook 03_alone.ipynb failed in cell 3" in err and "factor changed" in err
+    assert study_main(["--profile", "nope", "--notebooks", str(nbs), "--book", str(tmp / "book")]) == 1
+    assert "unknown profile 'nope'" in capsys.readouterr().err
 
 
 def test_error_outputs_are_found_except_in_cells_expected_to_raise():

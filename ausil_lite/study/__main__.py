@@ -25,6 +25,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ausil_lite.study", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="ci", help="profile in notebooks/profiles.yaml (default: ci)")
     parser.add_argument("--force", action="store_true", help="run every notebook, even those unchanged")
+    parser.add_argument("--dry-run", action="store_true", help="say which notebooks would run and why; run nothing")
     parser.add_argument("--no-build", action="store_true", help="run the notebooks only; do not build the book")
     parser.add_argument("--no-browser-check", action="store_true", help="build the book but skip the Chromium check")
     parser.add_argument("--notebooks", type=Path, default=REPO_ROOT / "notebooks", help="notebooks and profiles.yaml")
@@ -38,17 +39,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         plan = load_plan(args.notebooks / "profiles.yaml")
         profile = plan.profile(args.profile)
-        runs = run_notebooks(plan, profile, args.notebooks.resolve(), args.book.resolve() / "chapters", force=args.force)
+        runs = run_notebooks(
+            plan, profile, args.notebooks.resolve(), args.book.resolve() / "chapters", force=args.force, dry_run=args.dry_run
+        )
+        if args.dry_run:
+            return 0
         write_book_pages(args.book, runs, profile.name)
         if not args.no_build:
             print("study: building the book (strict)", flush=True)
             html = build_book(args.book)
             if not args.no_browser_check:
                 screenshot = args.book / "_build" / "browser-check" / "results.png"
-                check = subprocess.run(
-                    [sys.executable, str(BROWSER_CHECK), str(html), "--screenshot", str(screenshot)],
-                    timeout=BROWSER_TIMEOUT_S,
-                )
+                try:
+                    check = subprocess.run(
+                        [sys.executable, str(BROWSER_CHECK), str(html), "--screenshot", str(screenshot)],
+                        timeout=BROWSER_TIMEOUT_S,
+                    )
+                except subprocess.TimeoutExpired as exc:
+                    raise StudyError(f"browser check did not finish in {BROWSER_TIMEOUT_S} s") from exc
                 if check.returncode != 0:
                     raise StudyError(f"browser check failed (exit {check.returncode}); see its report above")
     except StudyError as exc:

@@ -132,6 +132,8 @@ def parse_plan(text: str, where: str = "profiles.yaml") -> StudyPlan:
 
 
 def load_plan(path: Path) -> StudyPlan:
+    if not Path(path).is_file():
+        raise StudyError(f"{path}: the study's plan (notebooks and profiles) is missing")
     return parse_plan(Path(path).read_text(), where=str(path))
 
 

@@ -124,12 +124,14 @@ def run_notebooks(
     chapters_dir: Path,
     *,
     force: bool = False,
+    dry_run: bool = False,
     log: Callable[[str], None] = print,
 ) -> list[NotebookRun]:
     """Execute the plan's notebooks that exist, in order; return one record per chapter produced.
 
     Notebooks listed in the plan but not (yet) in ``notebooks_dir`` are left out of the study and the
     book. A notebook runs when its key differs from its last successful run's, or with ``force``.
+    With ``dry_run`` nothing runs: the log says which notebooks would, and why; none are returned.
     """
     chapters_dir.mkdir(parents=True, exist_ok=True)
     present = [spec for spec in plan.notebooks if (notebooks_dir / f"{spec.name}.ipynb").is_file()]
@@ -171,6 +173,10 @@ def run_notebooks(
             reason = "no successful run yet"
         else:
             reason = "changed: " + ", ".join(changed_parts(stamp.get("parts", {}), parts))
+        if dry_run:
+            log(f"{prefix}: would run ({reason})")
+            keys[spec.name] = key
+            continue
         log(f"{prefix}: running ({reason}; profile {profile.name}, parameters {params})")
         stamp_path(output).unlink(missing_ok=True)
         started = time.monotonic()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from ausil_lite.datasets.davr_mini import PROFILES, build_davr_mini, load_davr_mini
+import os
+
+from ausil_lite.datasets.davr_mini import PROFILES, BuildRequest, load_davr_mini
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "mux every item into a video under OUTPUT (default: <data root>/davr-mini/<profile>). The same seed "
         "gives byte-identical manifests; a rerun keeps finished media.",
     )
-    p.add_argument("--profile", choices=sorted(PROFILES), default="ci", help="size: ci (15 queries, 300 videos) or full")
+    p.add_argument("--profile", choices=sorted(PROFILES), default="ci", help="size: tiny, ci (15 queries, 300 videos) or full (100, 3000)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     p.add_argument("--source-dir", action="append", default=[], help="folder of audio/video files to add to the pool (repeatable)")
     p.add_argument("--no-default-sources", action="store_true", help="use only --source-dir folders, not the Debian packages")
@@ -29,11 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    summary = build_davr_mini(
-        args.profile, args.seed, root=args.output, source_dirs=args.source_dir,
-        include_default=not args.no_default_sources, workers=args.workers, rescan_sources=args.rescan_sources,
-        overwrite=args.overwrite,
+    request = BuildRequest(
+        profile=args.profile, seed=args.seed, source_dirs=os.pathsep.join(args.source_dir),
+        include_default=not args.no_default_sources, output=args.output, workers=args.workers,
     )
+    summary = request.build(overwrite=args.overwrite, rescan_sources=args.rescan_sources)
     bench = load_davr_mini(summary.root)
     report = {
         "root": str(summary.root), "wall_s": summary.wall_s, "rendered": summary.rendered,

@@ -123,6 +123,10 @@ def replace_config(config: DavrMiniConfig, **changes) -> DavrMiniConfig:
 
 
 PROFILES: dict[str, DavrMiniConfig] = {
+    "tiny": DavrMiniConfig(  # the test suite's end-to-end study
+        n_queries=4, n_database=44, query_s=(12.0, 16.0), distractor_s=(8.0, 12.0), positives_per_query=6,
+        hard_negatives_per_query=2,
+    ),
     "ci": DavrMiniConfig(),
     "full": DavrMiniConfig(
         n_queries=100, n_database=3000, query_s=(20.0, 90.0), distractor_s=(15.0, 90.0),
@@ -541,6 +545,40 @@ def build_davr_mini(
     }
     (root / "build.json").write_text(json.dumps(build, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return summary
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What to build, as the CLI and the benchmarks chapter take it (plain values, validated here)."""
+
+    profile: str = "ci"
+    seed: int = 0
+    source_dirs: str = ""  # extra source folders, separated by os.pathsep (":" on Linux)
+    include_default: bool = True  # the Debian packages of data_manifests/davr_mini_sources.csv
+    output: str | None = None  # default: data_root()/davr-mini/<profile>
+    workers: int = 2  # rendering processes
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise ValueError(f"unknown profile {self.profile!r}; choose one of {sorted(PROFILES)}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if not self.include_default and not self.folders:
+            raise ValueError("include_default=False needs source_dirs")
+
+    @property
+    def folders(self) -> list[Path]:
+        return [Path(p) for p in self.source_dirs.split(os.pathsep) if p.strip()]
+
+    @property
+    def root(self) -> Path:
+        return Path(self.output) if self.output else data_root() / "davr-mini" / self.profile
+
+    def build(self, overwrite: bool = False, rescan_sources: bool = False) -> BuildSummary:
+        return build_davr_mini(
+            self.profile, self.seed, root=self.root, source_dirs=self.folders, include_default=self.include_default,
+            workers=self.workers, overwrite=overwrite, rescan_sources=rescan_sources,
+        )
 
 
 def load_davr_mini(root: str | Path | None = None, profile: str = "ci") -> Benchmark:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ausil_lite.similarity.matrix import pad_sequences, similarity_matrix
+from ausil_lite.similarity.matrix import query_similarity_batch
 
 
 def chamfer_similarity(
@@ -59,7 +59,6 @@ class ChamferScorer:
     @torch.inference_mode()
     def score_many(self, query: torch.Tensor, candidates: Sequence[torch.Tensor]) -> np.ndarray:
         """Chamfer similarity of one prepared query with each prepared candidate: (len(candidates),)."""
-        batch, lengths = pad_sequences(candidates)
-        sim = similarity_matrix(query, batch)
+        sim, lengths = query_similarity_batch(query, candidates)
         rows = torch.full_like(lengths, len(query))
         return chamfer_similarity(sim, rows, lengths).cpu().numpy()

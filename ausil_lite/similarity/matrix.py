@@ -33,3 +33,19 @@ def pad_sequences(sequences: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torc
         raise ValueError("cannot pad an empty list of sequences")
     lengths = torch.tensor([len(s) for s in sequences], device=sequences[0].device)
     return torch.nn.utils.rnn.pad_sequence(list(sequences), batch_first=True), lengths
+
+
+def query_similarity_batch(query: torch.Tensor, candidates: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Similarity matrices of one (X, D) query with each (Y_i, D) candidate, zero-padded: (B, X, max Y_i).
+
+    One small matrix product per candidate, written into the padded batch: cheaper than padding the
+    (Y_i, D) descriptors themselves, which would copy B x max Y_i x D floats for X x Y_i results.
+    Returns the batch and the candidate lengths (B,).
+    """
+    if not candidates:
+        raise ValueError("no candidates to compare with")
+    lengths = torch.tensor([len(c) for c in candidates], device=query.device)
+    out = query.new_zeros(len(candidates), len(query), int(lengths.max()))
+    for i, candidate in enumerate(candidates):
+        torch.matmul(query, candidate.T, out=out[i, :, : len(candidate)])
+    return out, lengths

@@ -20,7 +20,7 @@ from torch import nn
 from ausil_lite.attention import AttentionWeighting
 from ausil_lite.similarity.chamfer import chamfer_similarity
 from ausil_lite.similarity.comparator import VideoComparator, pooled_size
-from ausil_lite.similarity.matrix import pad_sequences, similarity_matrix
+from ausil_lite.similarity.matrix import query_similarity_batch, similarity_matrix
 from ausil_lite.whitening import PCAWhitening
 
 MIN_DATABASE_SEGMENTS = 10
@@ -95,11 +95,16 @@ class AuSiL(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Similarity of aligned pairs from padded embedded batches.
 
-        ``queries`` (B or 1, X, dim), ``candidates`` (B, Y, dim), lengths (B,). Returns the chamfer
-        similarities (B,) and the comparator's map before clipping (B, X // 4, Y // 4), which the
-        training loss regularises.
+        ``queries`` (B or 1, X, dim), ``candidates`` (B, Y, dim), lengths (B,) (or (1,) for one
+        query). Returns the chamfer similarities (B,) and the comparator's map before clipping
+        (B, X // 4, Y // 4), which the training loss regularises.
         """
-        sim = similarity_matrix(queries, candidates)
+        return self.compare_matrices(similarity_matrix(queries, candidates), q_len, c_len)
+
+    def compare_matrices(
+        self, sim: torch.Tensor, q_len: torch.Tensor, c_len: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`compare` from a padded batch of similarity matrices (B, X, Y) and their sizes."""
         q_len = q_len.expand(len(sim))
         logits = self.comparator.logits(sim, q_len, c_len)
         scores = chamfer_similarity(logits.clamp(-1.0, 1.0), pooled_size(q_len), pooled_size(c_len))
@@ -108,9 +113,8 @@ class AuSiL(nn.Module):
     @torch.inference_mode()
     def score_many(self, query: torch.Tensor, candidates: Sequence[torch.Tensor]) -> np.ndarray:
         """Similarity of one prepared query with each prepared candidate, in one padded batch."""
-        batch, lengths = pad_sequences(candidates)
-        q_len = torch.tensor([len(query)], device=batch.device)
-        scores, _ = self.compare(query[None], q_len, batch, lengths)
+        sim, lengths = query_similarity_batch(query, candidates)
+        scores, _ = self.compare_matrices(sim, torch.tensor([len(query)], device=sim.device), lengths)
         return scores.cpu().numpy()
 
     @torch.inference_mode()

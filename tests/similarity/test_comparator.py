@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from ausil_lite.similarity.chamfer import chamfer_similarity
 from ausil_lite.similarity.comparator import VideoComparator, pooled_size
-from ausil_lite.similarity.matrix import pad_sequences, similarity_matrix
+from ausil_lite.similarity.matrix import pad_sequences, query_similarity_batch, similarity_matrix
 
 
 def _reference_forward(comparator: VideoComparator, sim: np.ndarray) -> np.ndarray:
@@ -109,3 +109,14 @@ def test_gradients_flow_through_padded_batch(comparator):
     # the padding of each map never reaches its valid outputs
     assert torch.all(sim.grad[0, :, 9:] == 0)
     assert torch.all(sim.grad[1, 8:, :] == 0)
+
+
+def test_query_similarity_batch_pads_small_matrices():
+    torch.manual_seed(3)
+    q = torch.randn(4, 8)
+    cands = [torch.randn(2, 8), torch.randn(5, 8)]
+    sim, lengths = query_similarity_batch(q, cands)
+    assert sim.shape == (2, 4, 5) and lengths.tolist() == [2, 5]
+    torch.testing.assert_close(sim[1], q @ cands[1].T)
+    torch.testing.assert_close(sim[0, :, :2], q @ cands[0].T)
+    assert torch.all(sim[0, :, 2:] == 0)

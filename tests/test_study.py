@@ -165,6 +165,7 @@ def test_package_part_covers_the_modules_a_notebook_imports_and_nothing_else(tmp
     assert package_digest(code_modules(["from pkg.a import f"], package_dir=pkg), package_dir=pkg) == before
     (pkg / "b.py").write_text("def g():\n    return 2\n")
     assert package_digest(code_modules(["from pkg.a import f"], package_dir=pkg), package_dir=pkg) != before
+    assert len(code_modules(["from pkg.a import f", "x = ("], package_dir=pkg)) == 6  # unparsable: everything
 
 
 # --- running ------------------------------------------------------------------------------------------

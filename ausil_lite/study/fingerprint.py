@@ -3,8 +3,8 @@
 A notebook's key hashes five parts: its code (cell types, sources and tags; outputs and metadata
 ignored), the parameter values it gets, its declared inputs (size and modification time of every file
 under each path), the package modules it imports, directly or not (the notebooks are thin: the work
-happens in ``ausil_lite``), and the keys of the notebooks it needs. The last part chains the keys, so a change upstream reruns
-everything downstream of it and nothing else.
+happens in ``ausil_lite``), and the keys of the notebooks it needs. The last part chains the keys, so a
+change upstream reruns everything downstream of it and nothing else.
 """
 
 from __future__ import annotations
@@ -77,13 +77,17 @@ def _imported_modules(source: str, package: str, current: str | None = None) -> 
 
 def code_modules(sources: list[str], package_dir: Path = PACKAGE_DIR) -> list[Path]:
     """Source files of the package that code importing like ``sources`` runs: transitive imports and
-    the ``__init__`` of every package on the way. IPython magics and shell lines are ignored.
+    the ``__init__`` of every package on the way. IPython magics and shell lines are ignored. Code that
+    does not parse as Python (the notebook will fail on it when it runs) counts as importing everything.
     """
     package = package_dir.name
     code = "\n".join(
         "\n".join(line for line in s.splitlines() if not line.lstrip().startswith(("%", "!"))) for s in sources
     )
-    todo = _imported_modules(code, package)
+    try:
+        todo = _imported_modules(code, package)
+    except SyntaxError:
+        return sorted(package_dir.rglob("*.py"))
     files: dict[str, Path] = {}
     while todo:
         name = todo.pop()

@@ -266,8 +266,11 @@ def _atomic_torch_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _provenance(config: TrainingConfig, epoch: int) -> dict:
-    return {"config": dataclasses.asdict(config), "seed": config.seed, "git_commit": git_commit(), "epoch": epoch}
+def _provenance(config: TrainingConfig, epoch: int, data: dict | None) -> dict:
+    record = {"config": dataclasses.asdict(config), "seed": config.seed, "git_commit": git_commit(), "epoch": epoch}
+    if data is not None:
+        record["data"] = data
+    return record
 
 
 def _comparable(config_dict: dict) -> dict:
@@ -276,9 +279,17 @@ def _comparable(config_dict: dict) -> dict:
 
 
 def train(
-    source: TripletSource, config: TrainingConfig, model_dir: str | Path, progress: bool = True
+    source: TripletSource,
+    config: TrainingConfig,
+    model_dir: str | Path,
+    data: dict | None = None,
+    progress: bool = True,
 ) -> tuple[AuSiL, pd.DataFrame]:
     """Train on ``source`` into ``model_dir``, resuming from its checkpoint when there is one.
+
+    ``data`` (plain JSON values) describes where the descriptors came from and is stored with the
+    model; an ``"extraction"`` entry (an ``ExtractionConfig`` as a dict) tells ``ausil-lite
+    similarity`` which backbone to run on media files.
 
     Returns the trained model and the learning curve (one row per epoch, also in
     ``learning_curve.csv``). A checkpoint made with another config (other than ``epochs`` and
@@ -330,7 +341,7 @@ def train(
         row = {"epoch": epoch, **{k: v / len(triplets) for k, v in sums.items()},
                "triplets": len(triplets), "seconds": round(time.perf_counter() - started, 3)}
         history.append(row)
-        provenance = _provenance(config, epoch)
+        provenance = _provenance(config, epoch, data)
         model.save(model_dir, provenance)
         _atomic_torch_save(
             {"attention": model.attention.state_dict(), "comparator": model.comparator.state_dict(),

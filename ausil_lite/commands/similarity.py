@@ -20,6 +20,7 @@ from ausil_lite.errors import InputError
 from ausil_lite.evaluation import write_similarities
 from ausil_lite.features import BACKBONES, ExtractionConfig, FeatureExtractor
 from ausil_lite.similarity import ChamferScorer, load_model
+from ausil_lite.similarity.model import read_provenance
 from ausil_lite.video_list import read_video_list
 
 CHUNK = 64  # database videos scored against each query in one padded batch
@@ -42,6 +43,16 @@ def read_descriptors(path: Path, extract: Callable[[Path], np.ndarray]) -> np.nd
     return descriptors.astype(np.float32, copy=False)
 
 
+def extraction_config(args: argparse.Namespace) -> ExtractionConfig:
+    """The backbone for media paths: as given, else as recorded with the model, else random (seed 0)."""
+    recorded = {}
+    if args.model is not None and args.backbone is None:
+        recorded = dict(read_provenance(args.model).get("data", {}).get("extraction", {}))
+    given = {k: v for k, v in (("backbone", args.backbone), ("weights", args.weights), ("seed", args.seed)) if v is not None}
+    values = {k: v for k, v in recorded.items() if k in ("backbone", "weights", "seed")} | given
+    return ExtractionConfig(**values, device=args.device)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "similarity",
@@ -54,9 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--database", required=True, type=Path, help="'id path' list of database videos")
     p.add_argument("--output", required=True, type=Path, help="similarity JSON to write")
     p.add_argument("--model", type=Path, default=None, help="trained model folder (default: chamfer of descriptors)")
-    p.add_argument("--backbone", choices=BACKBONES, default="random", help="for media paths: descriptor network")
+    p.add_argument("--backbone", choices=BACKBONES, default=None,
+                   help="for media paths: descriptor network (default: the one the model was trained on, else random)")
     p.add_argument("--weights", default=None, help="for media paths: backbone state dict (kumar2018, selfsup)")
-    p.add_argument("--seed", type=int, default=0, help="for media paths: seed of the random backbone")
+    p.add_argument("--seed", type=int, default=None, help="for media paths: seed of the random backbone (default 0)")
     p.add_argument("--device", default=None, help="torch device (default: CUDA when available)")
     p.set_defaults(run=run)
 
@@ -68,8 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     def extract(path: Path) -> np.ndarray:
         if not extractor:
-            config = ExtractionConfig(backbone=args.backbone, weights=args.weights, seed=args.seed, device=args.device)
-            extractor.append(FeatureExtractor(config))
+            extractor.append(FeatureExtractor(extraction_config(args)))
         return extractor[0].from_file(path)
 
     failed: dict[tuple[str, str], str] = {}  # (role, id) -> reason

@@ -99,3 +99,17 @@ def test_media_paths_are_extracted_on_the_fly(tmp_path):
     assert code == 0
     sims = read_similarities(tmp_path / "s.json")["tone"]
     assert sims["tone"] == pytest.approx(1.0, abs=1e-5) and sims["noise"] < sims["tone"]
+
+
+def test_media_backbone_defaults_to_the_models(tmp_path):
+    import argparse
+
+    from ausil_lite.commands.similarity import extraction_config
+
+    whitening = PCAWhitening.fit(np.random.default_rng(1).random((50, DIM), dtype=np.float32))
+    AuSiL(whitening).save(tmp_path / "m", {"data": {"extraction": {"backbone": "random", "seed": 7, "weights": None}}})
+    args = argparse.Namespace(model=tmp_path / "m", backbone=None, weights=None, seed=None, device="cpu")
+    assert extraction_config(args).seed == 7
+    args.seed = 3
+    assert extraction_config(args).seed == 3
+    assert extraction_config(argparse.Namespace(model=None, backbone=None, weights=None, seed=None, device=None)).seed == 0

@@ -12,6 +12,7 @@ import nbformat
 import pytest
 import yaml
 
+from ausil_lite.study.__main__ import exclusive
 from ausil_lite.study.__main__ import main as study_main
 from ausil_lite.study.book import environment_markdown, toc_yaml
 from ausil_lite.study.fingerprint import code_digest, code_modules, package_digest, path_stamps
@@ -261,6 +262,15 @@ def test_command_line_dry_run_then_failure_exit_status(study, capsys):
     assert "unknown profile 'nope'" in capsys.readouterr().err
 
 
+def test_a_second_study_run_on_the_same_chapters_is_refused(study, capsys):
+    run, nbs, chapters, tmp = study
+    args = ["--profile", "test", "--notebooks", str(nbs), "--book", str(tmp / "book"), "--no-build"]
+    with exclusive(chapters / ".study.lock"):
+        assert study_main(args) == 1
+    assert "another study run holds" in capsys.readouterr().err
+    assert not list(chapters.glob("*.ipynb"))
+
+
 def test_error_outputs_are_found_except_in_cells_expected_to_raise():
     nb = nbformat.v4.new_notebook()
     bad = nbformat.v4.new_code_cell("1/0")
@@ -282,10 +292,11 @@ def test_toc_lists_the_chapters_in_order_between_front_and_back_pages():
 def test_environment_page_shows_each_notebook_time_and_packages():
     env = {"python": "3.11.0", "platform": "Linux", "cpu_count": 2, "device": "CPU", "git_commit": "abc",
            "packages": {"torch": "9.9"}}
-    runs = [NotebookRun("01_a", "ran", 12.25, "2026-01-01T00:00:00Z", Path("x")),
-            NotebookRun("02_b", "unchanged", 3.0, "2025-12-31T00:00:00Z", Path("y"))]
+    runs = [NotebookRun("01_a", "ran", 12.25, "2026-01-01T00:00:00Z", Path("x"), {"profile": "ci", "seed": 3}),
+            NotebookRun("02_b", "unchanged", 3.0, "2025-12-31T00:00:00Z", Path("y"), {})]
     page = environment_markdown(env, runs, "ci", "2026-01-01 00:00 UTC")
     assert "| 01_a | ran | 2026-01-01T00:00:00Z | 12.2 |" in page or "| 01_a | ran | 2026-01-01T00:00:00Z | 12.3 |" in page
     assert "| 02_b | unchanged | 2025-12-31T00:00:00Z | 3.0 |" in page
     assert "**15.2**" in page or "**15.3**" in page
+    assert "| 01_a | `profile = 'ci'`, `seed = 3` |" in page and "| 02_b | (the notebook's defaults) |" in page
     assert "| torch | 9.9 |" in page and "`ci`" in page and "| Device | CPU |" in page

@@ -95,7 +95,12 @@ def environment_markdown(env: dict, runs: list[NotebookRun], profile: str, date:
     for run in runs:
         lines.append(f"| {run.name} | {run.status} | {run.finished_at} | {run.seconds:.1f} |")
     total = sum(run.seconds for run in runs)
-    lines += [f"| **total** | | | **{total:.1f}** |", "", "## Packages", "", "| Package | Version |", "|---|---|"]
+    lines += [f"| **total** | | | **{total:.1f}** |", "", "## Parameters per notebook", ""]
+    lines += ["| Notebook | Parameters passed by the runner |", "|---|---|"]
+    for run in runs:
+        values = ", ".join(f"`{k} = {v!r}`" for k, v in run.parameters.items()) or "(the notebook's defaults)"
+        lines.append(f"| {run.name} | {values} |")
+    lines += ["", "## Packages", "", "| Package | Version |", "|---|---|"]
     lines += [f"| {name} | {version} |" for name, version in env["packages"].items()]
     return "\n".join(lines) + "\n"
 

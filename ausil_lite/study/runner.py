@@ -51,6 +51,7 @@ class NotebookRun:
     seconds: float
     finished_at: str  # UTC, ISO 8601, of the execution that produced the chapter
     output: Path
+    parameters: dict  # the values papermill passed to that execution
 
 
 def _failing_cell(output: Path) -> str:
@@ -164,7 +165,7 @@ def run_notebooks(
         prefix = f"study [{position}/{len(present)}] {spec.name}"
         if not force and stamp is not None and stamp["key"] == key and output.is_file():
             log(f"{prefix}: unchanged since {stamp['finished_at']}, not run")
-            runs.append(NotebookRun(spec.name, "unchanged", stamp["seconds"], stamp["finished_at"], output))
+            runs.append(NotebookRun(spec.name, "unchanged", stamp["seconds"], stamp["finished_at"], output, params))
             keys[spec.name] = key
             continue
         if force:
@@ -189,6 +190,6 @@ def run_notebooks(
              "seconds": seconds, "finished_at": finished, "source": str(source)},
         )
         log(f"{prefix}: done in {seconds:.1f} s")
-        runs.append(NotebookRun(spec.name, "ran", seconds, finished, output))
+        runs.append(NotebookRun(spec.name, "ran", seconds, finished, output, params))
         keys[spec.name] = key
     return runs

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ from ausil_lite.evaluation import (
     CONVENTIONS,
     RECALL_LEVELS,
     average_precision,
+    evaluate_benchmark,
     evaluate,
     interpolated_precision,
     read_annotations,
@@ -120,3 +122,41 @@ def test_file_formats_round_trip(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"q": ["a"]}))
     with pytest.raises(ValueError, match="bad.json"):
         read_annotations(tmp_path / "bad.json")
+
+
+def test_evaluate_benchmark_uses_queries_database_and_primary_label():
+    from ausil_lite.datasets.benchmark import Benchmark
+
+    bench = Benchmark(name="toy", annotations={"q": {"DA": ["a"]}, "r": {"DA": ["b"]}}, query_ids=["q", "r"],
+                      database_ids=["a", "b", "c"])
+    sims = {"q": {"c": 0.9, "a": 0.8, "b": 0.1}, "r": {"b": 0.7, "a": 0.2}}
+    result = evaluate_benchmark(sims, bench)
+    assert result.average_precisions == {"q": 0.5, "r": 1.0}
+    assert result.relevant_labels == ("DA",)
+
+
+FIVR = Path(__file__).resolve().parents[2] / "shared" / "data" / "fivr200k"
+
+
+@pytest.mark.skipif(not (FIVR / "annotation.json").is_file(), reason="FIVR-200K annotations not in ../shared")
+def test_fivr_alpha_conventions_on_the_real_annotation_file():
+    annotations = read_annotations(FIVR / "annotation.json")
+    dataset = read_dataset_ids(FIVR / "youtube_ids.txt")
+    rng = np.random.default_rng(0)
+    # a perfect system that could not obtain a random fifth of each query's audio duplicates
+    sims = {}
+    for query, labels in annotations.items():
+        if labels.get("DA"):
+            sims[query] = {v: 1.0 for v in labels["DA"] if rng.random() > 0.2}
+            sims[query].update({v: 0.0 for v in labels.get("CS", []) if v not in labels["DA"]})
+    keep = evaluate(sims, annotations, ["DA"], dataset)
+    remove = evaluate(sims, annotations, ["DA"], dataset, convention="remove")
+    assert len(keep.average_precisions) == 76 and sum(keep.relevant_counts.values()) == 3397
+    # found duplicates all rank first, so AP = found / relevant; "remove" keeps only the relevant
+    # videos obtained for any query (a video missing here may be found through another query)
+    obtained = set(sims).union(*sims.values())
+    found = {q: sum(1 for v in set(annotations[q]["DA"]) if v in sims[q]) for q in sims}
+    expected_keep = np.mean([found[q] / len(set(annotations[q]["DA"])) for q in sims])
+    expected_remove = np.mean([found[q] / len(set(annotations[q]["DA"]) & obtained) for q in sims])
+    assert keep.mean_ap == pytest.approx(expected_keep) and 0.7 < keep.mean_ap < 0.9
+    assert remove.mean_ap == pytest.approx(expected_remove) and remove.mean_ap > keep.mean_ap

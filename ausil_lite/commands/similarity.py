@@ -21,10 +21,8 @@ from ausil_lite.evaluation import write_similarities
 from ausil_lite.features import BACKBONES, ExtractionConfig, FeatureExtractor
 from ausil_lite.similarity import ChamferScorer, load_model
 from ausil_lite.similarity.model import read_provenance
+from ausil_lite.similarity.scoring import score_database
 from ausil_lite.video_list import read_video_list
-
-CHUNK = 64  # database videos scored against each query in one padded batch
-
 
 class FeatureFileError(InputError):
     """A ``.npy`` path that is missing or does not hold (segments, dims) descriptors."""
@@ -97,23 +95,9 @@ def run(args: argparse.Namespace) -> int:
     prepared = [(vid, q) for vid, q in prepared if q is not None]
     if not prepared:
         raise InputError(f"{args.queries}: no usable query among {len(queries)}")
-    similarities: dict[str, dict[str, float]] = {vid: {} for vid, _ in prepared}
-
-    def flush(chunk: list) -> None:
-        ids, candidates = [vid for vid, _ in chunk], [c for _, c in chunk]
-        for qid, query in prepared:
-            similarities[qid].update(zip(ids, map(float, scorer.score_many(query, candidates))))
-        chunk.clear()
-
-    chunk: list = []
-    for vid, path in tqdm(database, desc=f"similarity ({scorer.name})", unit="video", file=sys.stderr):
-        candidate = prepare(vid, path, "database")
-        if candidate is not None:
-            chunk.append((vid, candidate))
-        if len(chunk) == CHUNK:
-            flush(chunk)
-    if chunk:
-        flush(chunk)
+    items = ((vid, prepare(vid, path, "database"))
+             for vid, path in tqdm(database, desc=f"similarity ({scorer.name})", unit="video", file=sys.stderr))
+    similarities = score_database(scorer, prepared, ((vid, c) for vid, c in items if c is not None))
     write_similarities(args.output, similarities)
     scored = len(database) - sum(role == "database" for role, _ in failed)
     print(f"{len(prepared)} queries x {scored} database videos scored with {scorer.name}; "

@@ -1,0 +1,77 @@
+"""``ausil-lite index``: build or update a search index of a collection of media files."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ausil_lite.features import BACKBONES, ExtractionConfig
+from ausil_lite.search.collection import discover
+from ausil_lite.search.distributed import extract_on_cluster
+from ausil_lite.search.index import VIDEOS, current_version, read_manifest, read_videos
+from ausil_lite.search.update import store_config, update_index
+from ausil_lite.store import DONE, FeatureStore, extract_videos
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "index",
+        help="index media files for search (adds new ones, skips unchanged ones)",
+        description="Extract descriptors of every media file under PATHS (folders are walked; files are keyed "
+        "by path, size and modification time, so unchanged files are skipped and edited ones re-indexed), "
+        "then write a new version of the search index in DIR. A crash leaves the previous version in use. "
+        "Files that cannot be decoded are listed with their reason; exit code 1 when there were any.",
+    )
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATHS", help="media files or folders")
+    p.add_argument("--index", required=True, type=Path, help="index folder (created when missing)")
+    p.add_argument("--store", type=Path, default=None, help="feature store folder (default: DIR/features)")
+    p.add_argument("--model", type=Path, default=None,
+                   help="trained model folder: its whitening for the index, the network for reranking "
+                   "(default: whitening fitted on the indexed videos, chamfer reranking)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="Dask scheduler (e.g. tcp://host:8786): extract on its workers instead of here")
+    p.add_argument("--backbone", choices=BACKBONES, default=None,
+                   help="descriptor network for a new store (default: the store's, or random)")
+    p.add_argument("--weights", default=None, help="state-dict file for kumar2018 or selfsup")
+    p.add_argument("--seed", type=int, default=0, help="initialisation seed of the random backbone")
+    p.add_argument("--workers", type=int, default=1, help="local decoding processes (0: in this process)")
+    p.add_argument("--retry-failed", action="store_true", help="try again the files that failed before")
+    p.add_argument("--rebuild", action="store_true", help="rebuild the whole index (refits the whitening)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    found = discover(args.paths)
+    store = FeatureStore(args.store or args.index / "features")
+    if args.backbone is None and store.config_path.is_file():
+        stored = store_config(store)
+        config = ExtractionConfig(backbone=stored["backbone"], weights=stored["weights"], seed=stored["seed"])
+    else:
+        config = ExtractionConfig(backbone=args.backbone or "random", weights=args.weights, seed=args.seed)
+    indexed: dict[str, str] = {}  # id -> source of the current version
+    if current_version(args.index):
+        folder, _ = read_manifest(args.index, verify="none")
+        table = read_videos(folder / VIDEOS)
+        indexed = dict(zip(table["id"], table["source"]))
+    by_source = {source: vid for vid, source in indexed.items()}
+    drop = [by_source[str(f.path)] for f in found.files if by_source.get(str(f.path)) not in (None, f.id)]
+    todo = [(f.id, f.path) for f in found.files if f.id not in indexed]
+    print(f"{len(found.files)} media files ({found.ignored} other files ignored); {len(found.files) - len(todo)} already indexed, "
+          f"{len(todo)} to extract" + (f" on {args.scheduler}" if args.scheduler and todo else ""))
+    if todo:
+        if args.scheduler:
+            summary = extract_on_cluster(todo, store, config, args.scheduler, args.retry_failed)
+        else:
+            summary = extract_videos(todo, store, config, workers=args.workers, retry_failed=args.retry_failed)
+        print(summary.__str__().splitlines()[0])
+    status = store.index.set_index("id")[["status", "error"]] if todo else None
+    failed = {vid: status.at[vid, "error"] for vid, _ in todo if status.at[vid, "status"] not in DONE} if todo else {}
+    ready = [f for f in found.files if f.id in indexed or f.id not in failed]
+    result = update_index(args.index, ready, store, drop=drop, model_dir=args.model, rebuild=args.rebuild)
+    print(result)
+    if failed:
+        paths = dict(todo)
+        print(f"{len(failed)} file(s) could not be indexed:")
+        for vid, reason in failed.items():
+            print(f"  FAILED {reason}" if str(paths[vid]) in reason else f"  FAILED {paths[vid]}: {reason}")
+    return 1 if failed else 0

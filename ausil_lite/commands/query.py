@@ -1,0 +1,44 @@
+"""``ausil-lite query``: the indexed videos that share a query's audio, and where."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ausil_lite.search.index import SearchIndex
+from ausil_lite.search.query import QueryConfig, Searcher
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "query",
+        help="find the indexed videos that share a query's audio, with the aligned time spans",
+        description="Extract the query's descriptors (as the index's videos were), fetch candidate videos from the "
+        "stage-1 index by segment votes, rerank them (the index's model, or chamfer similarity), and print the "
+        "ranked matches with their score and the aligned span (seconds) in the query and in the match.",
+    )
+    p.add_argument("video", type=Path, metavar="VIDEO", help="query media file (or a stored .npy of descriptors)")
+    p.add_argument("--index", required=True, type=Path, help="index folder written by `ausil-lite index`")
+    p.add_argument("--top", type=int, default=20, help="matches listed (default: 20)")
+    p.add_argument("--threshold", type=float, default=None, help="list only matches scoring at least this")
+    p.add_argument("--candidates", type=int, default=100, help="videos stage 1 passes to reranking (default: 100)")
+    p.add_argument("--nprobe", type=int, default=32, help="inverted lists scanned per segment (large indexes)")
+    p.add_argument("--model", type=Path, default=None, help="rerank with this model (default: the index's)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = QueryConfig(top=args.top, candidates=args.candidates, nprobe=args.nprobe, threshold=args.threshold)
+    searcher = Searcher(SearchIndex.open(args.index), args.model)
+    result = searcher.search(searcher.descriptors(args.video), config)
+    if args.json:
+        print(json.dumps({"query": str(args.video), "index": str(args.index), "version": searcher.index.version,
+                          **result.to_dict()}, indent=2))
+    else:
+        stages = ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings_ms.items())
+        print(f"{args.video} ({result.query_duration:.0f} s) against {len(searcher.index.videos)} videos; "
+              f"{result.candidates} candidates reranked with {result.reranker} ({stages})")
+        print(result.table())
+    return 0

@@ -1,0 +1,140 @@
+"""Answer a query: stage-1 candidates, stage-2 scores, and the aligned span of each match."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ausil_lite.config import config_from_dict
+from ausil_lite.errors import InputError
+from ausil_lite.features import ExtractionConfig, FeatureExtractor
+from ausil_lite.search.align import STEP_S, SEGMENT_S, Span, aligned_span
+from ausil_lite.search.index import SearchIndex
+from ausil_lite.search.rerank import ChamferReranker, ModelReranker
+from ausil_lite.search.stage1 import candidate_videos, compact
+from ausil_lite.similarity import load_model
+
+
+@dataclass(frozen=True)
+class QueryConfig:
+    """How a query is answered (nothing here changes the index)."""
+
+    top: int = 20  # matches listed
+    candidates: int = 100  # videos stage 1 passes to stage 2
+    neighbours: int = 64  # nearest indexed segments fetched per query segment
+    nprobe: int = 32  # inverted lists scanned per query segment (IVF indexes only)
+    threshold: float | None = None  # list only matches scoring at least this (duplicates)
+
+    def __post_init__(self) -> None:
+        for name in ("top", "candidates", "neighbours", "nprobe"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class Match:
+    rank: int
+    id: str
+    source: str
+    score: float  # stage-2 similarity
+    votes: float  # stage-1 segment votes
+    query_span: tuple[float, float] | None  # seconds in the query, None when no segments align
+    match_span: tuple[float, float] | None  # seconds in the matched video
+
+
+@dataclass
+class QueryResult:
+    matches: list[Match]
+    query_duration: float  # seconds
+    reranker: str
+    candidates: int  # videos scored in stage 2
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "query_duration": self.query_duration,
+            "reranker": self.reranker,
+            "candidates": self.candidates,
+            "timings_ms": self.timings_ms,
+            "matches": [asdict(m) for m in self.matches],
+        }
+
+    def table(self) -> str:
+        def span(s: tuple[float, float] | None) -> str:
+            return "-" if s is None else f"{s[0]:7.1f}-{s[1]:<7.1f}"
+
+        lines = [f"{'rank':>4}  {'score':>7}  {'query span (s)':<15}  {'match span (s)':<15}  video"]
+        for m in self.matches:
+            lines.append(f"{m.rank:>4}  {m.score:7.4f}  {span(m.query_span):<15}  {span(m.match_span):<15}  {m.id}  {m.source}")
+        if not self.matches:
+            lines.append("  (no match)")
+        return "\n".join(lines)
+
+
+class Searcher:
+    """Queries one opened index; safe to share between threads (no state changes while searching)."""
+
+    def __init__(self, index: SearchIndex, model_dir: str | Path | None = None):
+        self.index = index
+        model_dir = model_dir if model_dir is not None else index.manifest["model"]
+        if model_dir is None:
+            self.reranker = ChamferReranker()
+        else:
+            model = load_model(model_dir, "cpu")
+            if not np.allclose(model.whitening.mean.numpy(), index.whitening.mean.numpy()) or (
+                model.whitening.projection.shape != index.whitening.projection.shape
+            ):
+                raise InputError(f"{model_dir}: the index {index.root} was not built with this model's whitening; "
+                                 "rebuild it with --model")
+            self.reranker = ModelReranker(model)
+        self._extractor: FeatureExtractor | None = None
+
+    def descriptors(self, path: str | Path) -> np.ndarray:
+        """A query's raw descriptors: a stored ``.npy`` file, or extracted as the index's videos were."""
+        path = Path(path)
+        if path.suffix.lower() == ".npy":
+            try:
+                x = np.load(path, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise InputError(f"{path}: cannot read stored features ({exc})") from exc
+            if x.ndim != 2 or len(x) == 0:
+                raise InputError(f"{path}: expected (segments, dims) descriptors, got shape {x.shape}")
+            return x.astype(np.float32, copy=False)
+        if self._extractor is None:
+            stored = dict(self.index.manifest["extraction"], device="cpu")
+            self._extractor = FeatureExtractor(config_from_dict(ExtractionConfig, stored))
+        return self._extractor.from_file(path)
+
+    def search(self, descriptors: np.ndarray, config: QueryConfig = QueryConfig()) -> QueryResult:
+        """Ranked matches for a query's raw (segments, 2528) descriptors."""
+        clock = time.perf_counter()
+        whitened = self.index.whitening.transform(np.asarray(descriptors, dtype=np.float32))
+        duration = (len(whitened) - 1) * STEP_S + SEGMENT_S
+        rows, votes = candidate_videos(
+            self.index.stage1, compact(whitened, self.index.manifest["dims"]["stage1"]), self.index.offsets,
+            config.neighbours, config.candidates, config.nprobe,
+        )
+        timings = {"stage1": (time.perf_counter() - clock) * 1e3}
+        clock = time.perf_counter()
+        query = self.reranker.query(whitened)
+        candidates = [self.index.embeddings(int(r)) for r in rows]
+        scores = self.reranker.scores(query, [self.reranker.candidate(c) for c in candidates]) if len(rows) else np.empty(0)
+        order = np.argsort(-scores, kind="stable")
+        if config.threshold is not None:
+            order = order[scores[order] >= config.threshold]
+        order = order[: config.top]
+        timings["stage2"] = (time.perf_counter() - clock) * 1e3
+        clock = time.perf_counter()
+        matches = []
+        for rank, k in enumerate(order, start=1):
+            video = self.index.videos.iloc[int(rows[k])]
+            span: Span | None = aligned_span(self.reranker.matrix(query, candidates[k]), duration, float(video["duration"]))
+            matches.append(Match(
+                rank, str(video["id"]), str(video["source"]), float(scores[k]), float(votes[k]),
+                span.query if span else None, span.match if span else None,
+            ))
+        timings["align"] = (time.perf_counter() - clock) * 1e3
+        return QueryResult(matches, duration, self.reranker.name, len(rows), timings)

@@ -1,0 +1,157 @@
+"""Index mechanics on synthetic descriptors: build, update, atomic replace, integrity, concurrency."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from ausil_lite.search import update as update_module
+from ausil_lite.search.index import IndexCorruptError, NoIndexError, SearchIndex, current_version
+from ausil_lite.search.query import QueryConfig, Searcher
+from ausil_lite.search.update import IndexConfig, update_index
+
+
+def query_of(tracks, vid, start=15, stop=35, seed=0):
+    noise = 0.3 * np.random.default_rng(seed).standard_normal((stop - start, tracks[vid].shape[1]))
+    return (tracks[vid][start:stop] + noise).astype(np.float32)
+
+
+def answers(searcher, queries):
+    return [[(m.id, round(m.score, 5), m.query_span, m.match_span) for m in searcher.search(q).matches] for q in queries]
+
+
+def test_build_query_and_nothing_to_do_again(synthetic, tmp_path):
+    store, entries, tracks = synthetic
+    summary = update_index(tmp_path / "idx", entries, store)
+    assert summary.version == "v000001" and summary.added == 30 and summary.segments == 30 * 40
+    again = update_index(tmp_path / "idx", entries, store)
+    assert again.version is None and again.unchanged == 30 and "nothing to do" in str(again)
+    assert current_version(tmp_path / "idx") == "v000001"
+    result = Searcher(SearchIndex.open(tmp_path / "idx")).search(query_of(tracks, "v07"), QueryConfig(top=3))
+    best = result.matches[0]
+    assert best.id == "v07" and best.score > 2 * result.matches[1].score
+    # query segment i is track segment 15 + i; stored segment j is track segment 10 + j
+    assert best.query_span[0] <= 2 and best.query_span[1] >= 18
+    assert best.match_span[0] == pytest.approx(best.query_span[0] + 5) and best.match_span[1] >= 23
+
+
+def test_adding_later_keeps_old_videos_and_changed_files_replace_theirs(synthetic, tmp_path):
+    store, entries, tracks = synthetic
+    update_index(tmp_path / "idx", entries[:20], store)
+    summary = update_index(tmp_path / "idx", entries[20:], store)
+    assert (summary.added, summary.videos, summary.rebuilt) == (10, 30, "")
+    index = SearchIndex.open(tmp_path / "idx")
+    assert len(index.manifest["shards"]) == 2 and index.stage1.ntotal == 30 * 40
+    assert Searcher(index).search(query_of(tracks, "v25")).matches[0].id == "v25"
+    # v03's file changed: a new id for its path, the old one is dropped and stage 1 rebuilt
+    store.save("v03b", tracks["v03"][:30], "/collection/v03.mp4", 31.0)
+    from ausil_lite.search.collection import MediaFile
+    from pathlib import Path
+
+    summary = update_index(tmp_path / "idx", [MediaFile("v03b", Path("/collection/v03.mp4"), 9, 9)], store, drop=["v03"])
+    assert (summary.added, summary.removed, summary.videos, summary.rebuilt) == (1, 1, 30, "stage 1")
+    index = SearchIndex.open(tmp_path / "idx")
+    assert "v03" not in set(index.videos["id"]) and index.stage1.ntotal == 29 * 40 + 30
+    assert Searcher(index).search(query_of(tracks, "v03", 5, 25)).matches[0].id == "v03b"
+
+
+def test_growth_refits_the_whitening(tmp_path, synthetic_store):
+    tracks = {f"w{i}": synthetic_store.track(100 + i, 30) for i in range(12)}
+    store, entries = synthetic_store(tmp_path / "store", tracks)
+    update_index(tmp_path / "idx", entries[:2], store, config=IndexConfig(refit_growth=3.0))
+    first = SearchIndex.open(tmp_path / "idx").manifest["whitening"]
+    summary = update_index(tmp_path / "idx", entries, store)
+    second = SearchIndex.open(tmp_path / "idx").manifest["whitening"]
+    assert summary.rebuilt == "all"
+    assert (first["fitted_segments"], second["fitted_segments"]) == (60, 360)
+
+
+def test_crash_while_indexing_leaves_the_previous_index(synthetic, tmp_path, monkeypatch):
+    store, entries, tracks = synthetic
+    update_index(tmp_path / "idx", entries[:20], store)
+    queries = [query_of(tracks, v) for v in ("v02", "v11")]
+    before = answers(Searcher(SearchIndex.open(tmp_path / "idx")), queries)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("simulated crash while writing stage 1")
+
+    monkeypatch.setattr(update_module.faiss, "write_index", crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        update_index(tmp_path / "idx", entries, store)
+    monkeypatch.undo()
+    assert current_version(tmp_path / "idx") == "v000001"
+    assert answers(Searcher(SearchIndex.open(tmp_path / "idx", verify="full")), queries) == before
+    assert list((tmp_path / "idx" / "versions").glob(".tmp-*"))  # the crashed writer's leftovers ...
+    update_index(tmp_path / "idx", entries, store)
+    assert not list((tmp_path / "idx" / "versions").glob(".tmp-*"))  # ... are removed by the next one
+    assert len(SearchIndex.open(tmp_path / "idx").videos) == 30
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+@pytest.mark.parametrize("name", ["stage1.faiss", "videos.csv", "whitening.npz", "shard"])
+def test_damaged_file_is_named(synthetic, tmp_path, damage, name):
+    store, entries, _ = synthetic
+    update_index(tmp_path / "idx", entries, store)
+    index = SearchIndex.open(tmp_path / "idx")
+    path = (tmp_path / "idx" / "shards" / next(iter(index.manifest["shards"]))) if name == "shard" else index.folder / name
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    else:
+        data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(IndexCorruptError, match=str(path).replace(".", r"\.")):
+        SearchIndex.open(tmp_path / "idx")
+
+
+def test_missing_or_unreadable_index(synthetic, tmp_path):
+    with pytest.raises(NoIndexError, match="no search index"):
+        SearchIndex.open(tmp_path / "nothing")
+    store, entries, _ = synthetic
+    update_index(tmp_path / "idx", entries, store)
+    manifest = SearchIndex.open(tmp_path / "idx").folder / "manifest.json"
+    manifest.write_text(manifest.read_text()[:100])
+    with pytest.raises(IndexCorruptError, match="manifest.json"):
+        SearchIndex.open(tmp_path / "idx")
+    (tmp_path / "idx" / "current").write_text("garbage\n")
+    with pytest.raises(IndexCorruptError, match="current"):
+        SearchIndex.open(tmp_path / "idx")
+
+
+def test_concurrent_queries_match_sequential_ones(synthetic, tmp_path):
+    store, entries, tracks = synthetic
+    update_index(tmp_path / "idx", entries, store)
+    searcher = Searcher(SearchIndex.open(tmp_path / "idx"))
+    queries = [query_of(tracks, f"v{i:02d}", seed=i) for i in range(0, 30, 3)]
+    sequential = answers(searcher, queries)
+    with ThreadPoolExecutor(4) as pool:
+        concurrent = list(pool.map(lambda q: answers(searcher, [q])[0], queries * 3))
+    assert concurrent == sequential * 3
+    assert [a[0][0] for a in sequential] == [f"v{i:02d}" for i in range(0, 30, 3)]
+
+
+def test_readers_see_a_whole_version_while_a_writer_publishes(synthetic, tmp_path):
+    store, entries, tracks = synthetic
+    update_index(tmp_path / "idx", entries[:15], store)
+    seen = []
+    with ThreadPoolExecutor(2) as pool:
+        writer = pool.submit(update_index, tmp_path / "idx", entries, store)
+        while not writer.done():
+            index = SearchIndex.open(tmp_path / "idx", verify="full")
+            seen.append(len(index.videos))
+        writer.result()
+    seen.append(len(SearchIndex.open(tmp_path / "idx").videos))
+    assert set(seen) <= {15, 30} and seen[-1] == 30
+
+
+def test_manifest_records_configs_and_provenance(synthetic, tmp_path):
+    store, entries, _ = synthetic
+    update_index(tmp_path / "idx", entries, store, config=IndexConfig(stage1_dim=32, stage2_dim=48))
+    manifest = json.loads((SearchIndex.open(tmp_path / "idx").folder / "manifest.json").read_text())
+    assert manifest["dims"] == {"stage1": 32, "stage2": 48}
+    assert manifest["extraction"]["backbone"] == "random" and manifest["provenance"]["git_commit"]
+    with pytest.raises(Exception, match="--rebuild"):
+        update_index(tmp_path / "idx", entries, store, config=IndexConfig(stage1_dim=16))

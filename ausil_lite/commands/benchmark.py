@@ -6,6 +6,7 @@ import argparse
 import json
 
 import os
+import sys
 
 from ausil_lite.datasets.davr_mini import PROFILES, BuildRequest, load_davr_mini
 
@@ -31,11 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.no_default_sources and not args.source_dir:
+        print("ausil-lite build-benchmark: error: --no-default-sources needs at least one --source-dir", file=sys.stderr)
+        return 2
     request = BuildRequest(
         profile=args.profile, seed=args.seed, source_dirs=os.pathsep.join(args.source_dir),
         include_default=not args.no_default_sources, output=args.output, workers=args.workers,
     )
-    summary = request.build(overwrite=args.overwrite, rescan_sources=args.rescan_sources)
+    summary = request.build(overwrite=args.overwrite, rescan_sources=args.rescan_sources, progress=True)
     bench = load_davr_mini(summary.root)
     report = {
         "root": str(summary.root), "wall_s": summary.wall_s, "rendered": summary.rendered,

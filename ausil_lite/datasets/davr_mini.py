@@ -40,13 +40,15 @@ import os
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from ausil_lite.audio import SAMPLE_RATE
+from ausil_lite.config import git_commit
 from ausil_lite.datasets import transforms as T
 from ausil_lite.datasets.benchmark import Benchmark, read_annotation_json, read_id_list, write_annotation_json, write_id_list
 from ausil_lite.datasets.sources import (
@@ -54,7 +56,6 @@ from ausil_lite.datasets.sources import (
     SourcePoolError,
     Track,
     default_pool_rows,
-    read_manifest,
     scan_directory,
     tracks_from_rows,
     write_manifest,
@@ -117,8 +118,6 @@ class DavrMiniConfig:
 
 def replace_config(config: DavrMiniConfig, **changes) -> DavrMiniConfig:
     """A copy of ``config`` with ``changes`` (validated again; unknown keys raise TypeError)."""
-    from dataclasses import replace
-
     return replace(config, **changes)
 
 
@@ -451,14 +450,13 @@ def _render(job: tuple[Item, str]) -> bool:
 
 
 def _write_training_audio(plan: Plan, root: Path) -> None:
-    from ausil_lite.media import write_media as write
-
+    """Joined speech tracks of the training split as wav files at their own rate, so train.txt can name them."""
     for t in plan.train:
         if len(t.files) > 1:
             target = root / "train" / f"{_safe_id(t.id).replace(':', '_')}.wav"
             if not target.is_file():
                 rate = t.files[0].sample_rate
-                write(target, t.read(0.0, t.duration_s + 1.0, rate), rate, picture=False)
+                write_media(target, t.read(0.0, t.duration_s + 1.0, rate), rate, picture=False)
 
 
 @dataclass(frozen=True)
@@ -494,6 +492,7 @@ def build_davr_mini(
     rescan_sources: bool = False,
     overwrite: bool = False,
     pool_rows: Sequence[SourceFile] | None = None,
+    progress: bool = False,
 ) -> BuildSummary:
     """Plan, write manifests and render media of DAVR-mini into ``root``
     (default ``data_root()/davr-mini/<profile>``). Resumable: finished media are kept. A folder built
@@ -523,21 +522,23 @@ def build_davr_mini(
     # Longest jobs first, so the last worker is not left with a long item.
     jobs = [(i, str(root)) for i in sorted(plan.items, key=lambda i: (-i.duration_s, i.id))]
     rendered = 0
+    bar = tqdm(total=len(jobs), desc=f"DAVR-mini {profile}", unit="video", disable=not progress)
     if workers <= 1:
         _init_worker(tracks)
         for job in jobs:
             rendered += _render(job)
+            bar.update()
     else:
         with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (tracks,)) as pool:
             for done in pool.imap_unordered(_render, jobs, chunksize=1):
                 rendered += done
+                bar.update()
+    bar.close()
     wall = time.perf_counter() - started
     summary = BuildSummary(
         root, config.n_queries, config.n_database, len(plan.train), rendered, round(wall, 1),
         round(sum(i.duration_s for i in plan.items) / 3600, 3),
     )
-    from ausil_lite.config import git_commit
-
     build = {
         "profile": profile, "seed": seed, "config": asdict(config), "git_commit": git_commit(),
         "wall_s": summary.wall_s, "workers": workers, "audio_hours": summary.audio_hours,
@@ -574,10 +575,10 @@ class BuildRequest:
     def root(self) -> Path:
         return Path(self.output) if self.output else data_root() / "davr-mini" / self.profile
 
-    def build(self, overwrite: bool = False, rescan_sources: bool = False) -> BuildSummary:
+    def build(self, overwrite: bool = False, rescan_sources: bool = False, progress: bool = False) -> BuildSummary:
         return build_davr_mini(
             self.profile, self.seed, root=self.root, source_dirs=self.folders, include_default=self.include_default,
-            workers=self.workers, overwrite=overwrite, rescan_sources=rescan_sources,
+            workers=self.workers, overwrite=overwrite, rescan_sources=rescan_sources, progress=progress,
         )
 
 

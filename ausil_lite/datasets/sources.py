@@ -19,7 +19,7 @@ import io
 import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import av
@@ -272,8 +272,7 @@ def scan_package(spec: PackageSpec) -> list[SourceFile]:
 
 
 def _name_tracks(spec: PackageSpec, rows: list[SourceFile]) -> list[SourceFile]:
-    from dataclasses import replace
-
+    """Music: one track per file. Speech: consecutive prompts of a folder joined to 30-60 s tracks."""
     if spec.kind != "speech":
         return [replace(r, track=f"{spec.package}:{Path(r.path).stem}") for r in rows]
     out: list[SourceFile] = []

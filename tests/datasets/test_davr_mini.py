@@ -11,7 +11,7 @@ import pytest
 from ausil_lite.audio import load_audio
 from ausil_lite.datasets import davr_mini as D
 from ausil_lite.datasets import transforms as T
-from ausil_lite.datasets.sources import SourceFile, SourcePoolError, Track, scan_directory, tracks_from_rows
+from ausil_lite.datasets.sources import SourceFile, SourcePoolError, Track
 from ausil_lite.media import write_media
 
 MANIFESTS = ("annotation.json", "dataset_ids.txt", "queries.txt", "database.txt", "items.csv", "train.txt", "train.csv")
@@ -211,3 +211,32 @@ def test_training_pool_draws_only_training_tracks(small_build):
         assert positive.size > 0 and params["family"] in T.FAMILIES
         negative = pool.draw_clip(rng, 5.0, exclude=anchor.track)
         assert negative.track != anchor.track
+
+
+def run_cli(argv: list[str]) -> int:
+    import argparse
+
+    from ausil_lite.commands import benchmark
+
+    parser = argparse.ArgumentParser()
+    benchmark.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+def test_cli_refuses_an_empty_pool(capsys):
+    assert run_cli(["build-benchmark", "--no-default-sources"]) == 2
+    assert "--source-dir" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_builds_the_tiny_profile_from_a_source_folder(small_build, capsys):
+    base, _, _, _ = small_build
+    out = base / "cli"
+    argv = ["build-benchmark", "--profile", "tiny", "--no-default-sources", "--source-dir", str(base / "src"),
+            "--output", str(out), "--workers", "2"]
+    assert run_cli(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    tiny = D.PROFILES["tiny"]
+    assert report["queries"] == tiny.n_queries and report["database"] == tiny.n_database and report["missing"] == 0
+    assert sum(report["families"].values()) == tiny.n_queries * tiny.positives_per_query

@@ -13,6 +13,8 @@ COMMANDS = [
     "ausil_lite.commands.extract",
     "ausil_lite.commands.similarity",
     "ausil_lite.commands.evaluate",
+    "ausil_lite.commands.index",
+    "ausil_lite.commands.query",
 ]
 
 

@@ -48,20 +48,23 @@ def synthetic(tmp_path):
 
 
 def melody(seed: int, seconds: float, rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Random notes (0.15-0.5 s, 200-2000 Hz, two partials) plus a little noise: distinct per seed."""
+    """Random notes (0.1-0.6 s, 100-3000 Hz, a seed-drawn timbre) over noise bursts: distinct per seed."""
     rng = np.random.default_rng(seed)
+    partials = rng.uniform(0, 1, 5) ** 2
     out = []
     while sum(map(len, out)) < seconds * rate:
-        n = int(rng.uniform(0.15, 0.5) * rate)
-        f = rng.uniform(200, 2000)
+        n = int(rng.uniform(0.1, 0.6) * rate)
+        f = 100 * 30 ** rng.random()
         t = np.arange(n) / rate
-        env = np.minimum(1, np.minimum(t, t[::-1]) * 40)
-        out.append(env * (np.sin(2 * np.pi * f * t) + 0.4 * np.sin(4 * np.pi * f * t)))
+        env = np.exp(-t * rng.uniform(1, 12))
+        note = sum(p * np.sin(2 * np.pi * f * (k + 1) * t) for k, p in enumerate(partials))
+        burst = rng.standard_normal(n) * (rng.random() < 0.3) * np.exp(-t * 30)
+        out.append(env * note + 0.5 * burst)
     x = np.concatenate(out)[: int(seconds * rate)]
-    return (0.5 * x / np.abs(x).max() + 0.01 * rng.standard_normal(len(x))).astype(np.float32)
+    return (0.5 * x / np.abs(x).max() + 0.005 * rng.standard_normal(len(x))).astype(np.float32)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def collection(tmp_path_factory):
     """A folder of four short videos (one bad file, one non-media file) and a query that copies 8 s of ``a.mp4``."""
     root = tmp_path_factory.mktemp("collection")

@@ -495,8 +495,9 @@ def build_davr_mini(
     progress: bool = False,
 ) -> BuildSummary:
     """Plan, write manifests and render media of DAVR-mini into ``root``
-    (default ``data_root()/davr-mini/<profile>``). Resumable: finished media are kept. A folder built
-    with another seed, profile or pool is refused unless ``overwrite`` (which deletes its media)."""
+    (default ``data_root()/davr-mini/<profile>``). Resumable: finished media are kept (delete ``media/``
+    to remake them after changing the transformation code). A folder built with another seed, profile
+    or pool is refused unless ``overwrite`` (which deletes its media)."""
     started = time.perf_counter()
     if config is None:
         if profile not in PROFILES:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.fft
 import scipy.signal
 import torch
 import torchaudio.functional as AF
@@ -105,10 +106,11 @@ def coloured_noise(n: int, colour: str, seed: int) -> np.ndarray:
     if colour == "white":
         out = white
     elif colour == "pink":
-        spectrum = np.fft.rfft(white)
+        size = scipy.fft.next_fast_len(n, real=True)  # FFT lengths with large prime factors are slow
+        spectrum = scipy.fft.rfft(white, size)
         f = np.arange(spectrum.size, dtype=np.float64)
         f[0] = 1.0
-        out = np.fft.irfft(spectrum / np.sqrt(f), n)
+        out = scipy.fft.irfft(spectrum / np.sqrt(f), size)[:n]
     else:
         raise ValueError(f"unknown noise colour {colour!r}; choose white or pink")
     return (out / np.sqrt(np.mean(out**2))).astype(np.float32)
@@ -268,26 +270,28 @@ def apply_tempo(samples: np.ndarray, rate: int, *, factor: float, n_fft: int = 2
         raise ValueError(f"tempo factor must be positive, got {factor}")
     if factor == 1:
         return samples.astype(np.float32, copy=True)
-    wave = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)).double()
-    window = torch.hann_window(n_fft, dtype=torch.float64)
+    wave = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
+    window = torch.hann_window(n_fft)
     spec = torch.stft(wave, n_fft, hop, window=window, center=True, return_complex=True)  # (F, T)
     n_frames = spec.shape[1]
     spec = torch.cat([spec, torch.zeros_like(spec[:, :1])], dim=1)
     steps = torch.arange(0, n_frames, factor, dtype=torch.float64)
     steps = steps[steps <= n_frames - 1]  # arange may overshoot by a rounding error
     index = steps.floor().long()
-    alpha = (steps - index).unsqueeze(0)
+    alpha = (steps - index).unsqueeze(0).float()
     left, right = spec[:, index], spec[:, index + 1]
     magnitude = (1 - alpha) * left.abs() + alpha * right.abs()
-    expected = torch.linspace(0, np.pi * hop, spec.shape[0], dtype=torch.float64).unsqueeze(1)
+    expected = torch.linspace(0, np.pi * hop, spec.shape[0]).unsqueeze(1)
     delta = right.angle() - left.angle() - expected
     delta = delta - 2 * np.pi * torch.round(delta / (2 * np.pi))
     advance = expected + delta
-    phase = torch.cat([spec[:, :1].angle(), spec[:, :1].angle() + torch.cumsum(advance[:, :-1], dim=1)], dim=1)
+    # Accumulated phase reaches millions of radians: sum in float64, wrap, then back to float32.
+    total = torch.cumsum(advance[:, :-1].double(), dim=1).remainder(2 * np.pi).float()
+    phase = torch.cat([spec[:, :1].angle(), spec[:, :1].angle() + total], dim=1)
     stretched = torch.polar(magnitude, phase)
     length = int(round(samples.size / factor))
     out = torch.istft(stretched, n_fft, hop, window=window, center=True, length=length)
-    return out.float().numpy()
+    return out.numpy()
 
 
 # --- combo and the registry -----------------------------------------------------------------------------------

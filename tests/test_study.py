@@ -5,6 +5,7 @@ Runs small notebooks the tests write themselves (a kernel start is about a secon
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
@@ -16,10 +17,14 @@ from ausil_lite.study.__main__ import exclusive
 from ausil_lite.study.__main__ import main as study_main
 from ausil_lite.study.book import environment_markdown, toc_yaml
 from ausil_lite.study.fingerprint import code_digest, code_modules, package_digest, path_stamps
+from ausil_lite.paths import REPO_ROOT
 from ausil_lite.study.plan import (
+    PLAIN_TYPES,
     StudyError,
     declared_parameters,
+    load_plan,
     notebook_parameters,
+    parameters_cell,
     parse_plan,
 )
 from ausil_lite.study.runner import NotebookRun, error_outputs, run_notebooks
@@ -247,6 +252,15 @@ def test_notebooks_not_written_yet_are_left_out(study):
     assert list(run(plan)) == ["01_make", "02_use", "03_alone"]
 
 
+def test_notebooks_missing_from_the_plan_are_named(study):
+    run, nbs, chapters, tmp = study
+    write_notebook(nbs / "09_extra.ipynb", "profile = 'x'")
+    messages = []
+    plan = parse_plan(PLAN)
+    runs = run_notebooks(plan, plan.profile("test"), nbs, chapters, dry_run=True, log=messages.append)
+    assert runs == [] and "not in profiles.yaml, so not in the study: 09_extra" in "\n".join(messages)
+
+
 def test_command_line_dry_run_then_failure_exit_status(study, capsys):
     run, nbs, chapters, tmp = study
     args = ["--profile", "test", "--notebooks", str(nbs), "--book", str(tmp / "book"), "--no-build"]
@@ -269,6 +283,24 @@ def test_a_second_study_run_on_the_same_chapters_is_refused(study, capsys):
         assert study_main(args) == 1
     assert "another study run holds" in capsys.readouterr().err
     assert not list(chapters.glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("notebook", sorted((REPO_ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_repository_notebooks_follow_the_conventions(notebook):
+    """Planned, titled, one parameters cell of plain values, stored without outputs."""
+    plan = load_plan(REPO_ROOT / "notebooks" / "profiles.yaml")
+    assert notebook.stem in [spec.name for spec in plan.notebooks], "add it to notebooks/profiles.yaml"
+    nb = nbformat.read(notebook, as_version=4)
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), "first cell: a # title"
+    params = parameters_cell(nb, str(notebook))
+    for node in ast.parse(params.source).body:
+        assert isinstance(node, (ast.Assign, ast.AnnAssign)), f"parameters cell: only assignments ({ast.dump(node)[:60]})"
+        assert isinstance(ast.literal_eval(node.value), PLAIN_TYPES), "parameters are plain values"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, "notebooks are stored without outputs"
+    for profile in plan.profiles.values():
+        notebook_parameters(profile, notebook.stem, declared_parameters(params.source, notebook.name), notebook.name)
 
 
 def test_error_outputs_are_found_except_in_cells_expected_to_raise():

@@ -139,6 +139,9 @@ def run_notebooks(
     absent = [spec.name for spec in plan.notebooks if spec not in present]
     if absent:
         log(f"study: not written yet, left out: {', '.join(absent)}")
+    unplanned = sorted(p.stem for p in notebooks_dir.glob("*.ipynb") if p.stem not in {s.name for s in plan.notebooks})
+    if unplanned:
+        log(f"study: note: not in profiles.yaml, so not in the study: {', '.join(unplanned)}")
     # Read every notebook and check its parameters first, so a typo in the plan fails before anything runs.
     prepared = []
     for spec in present:

@@ -20,6 +20,7 @@ would: all randomness of epoch e comes from a generator seeded by (seed, e).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import time
 from collections.abc import Sequence
@@ -105,6 +106,15 @@ class TripletSource:
         videos = [x for pair in self.pairs for x in pair] + list(self.negatives)
         return np.concatenate(videos).astype(np.float32, copy=False)
 
+    def digest(self) -> str:
+        """SHA-1 of every descriptor, length and group: a resumed run must see the same data."""
+        h = hashlib.sha1()
+        for x in [x for pair in self.pairs for x in pair] + list(self.negatives):
+            h.update(np.ascontiguousarray(x, dtype=np.float32).tobytes())
+            h.update(str(len(x)).encode())
+        h.update(repr((self.pair_groups, self.negative_groups)).encode())
+        return h.hexdigest()
+
     def allowed_negatives(self) -> np.ndarray:
         """(pairs, negatives) bool: which negatives may serve which anchor."""
         if self.pair_groups is None:
@@ -176,7 +186,7 @@ def similarity_regularisation(logits: torch.Tensor, rows: torch.Tensor, cols: to
     return (excess * valid).sum(dim=(1, 2)).mean()
 
 
-def _crop_pair(anchor: np.ndarray, positive: np.ndarray, max_segments: int, rng: np.random.Generator):
+def _crop_pair(anchor: torch.Tensor, positive: torch.Tensor, max_segments: int, rng: np.random.Generator):
     """A random window of the anchor and the matching window of the positive (scaled by length ratio)."""
     if len(anchor) <= max_segments:
         return anchor, positive
@@ -186,58 +196,75 @@ def _crop_pair(anchor: np.ndarray, positive: np.ndarray, max_segments: int, rng:
     return anchor[start : start + max_segments], positive[p_start : p_start + p_len]
 
 
-def _crop_random(x: np.ndarray, max_segments: int, rng: np.random.Generator) -> np.ndarray:
+def _crop_random(x: torch.Tensor, max_segments: int, rng: np.random.Generator) -> torch.Tensor:
     if len(x) <= max_segments:
         return x
     start = int(rng.integers(0, len(x) - max_segments + 1))
     return x[start : start + max_segments]
 
 
+@dataclass(frozen=True)
+class _WhitenedSource:
+    """The source's videos whitened once on the training device: whitening is fixed, so each step
+    only applies the attention (the 2528 x 2528 projection would otherwise dominate every step)."""
+
+    pairs: list[tuple[torch.Tensor, torch.Tensor]]
+    negatives: list[torch.Tensor]
+    allowed: np.ndarray
+
+    @classmethod
+    @torch.no_grad()
+    def of(cls, model: AuSiL, source: TripletSource) -> "_WhitenedSource":
+        def whiten(x: np.ndarray) -> torch.Tensor:
+            return model.whitening(torch.as_tensor(np.asarray(x, dtype=np.float32), device=model.device))
+
+        return cls([(whiten(a), whiten(p)) for a, p in source.pairs], [whiten(n) for n in source.negatives],
+                   source.allowed_negatives())
+
+
 @torch.no_grad()
+def _mine(model: AuSiL, data: _WhitenedSource, hard_pool: int) -> np.ndarray:
+    def global_descriptor(x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(model.attention(x).mean(dim=0), dim=0)
+
+    anchors = torch.stack([global_descriptor(a) for a, _ in data.pairs])
+    negatives = torch.stack([global_descriptor(n) for n in data.negatives])
+    sims = (anchors @ negatives.T).cpu().numpy()
+    if not data.allowed.any(axis=1).all():
+        raise ValueError("some anchor has no allowed negative (every negative shares its group)")
+    sims[~data.allowed] = -np.inf
+    order = np.argsort(-sims, axis=1, kind="stable")[:, :hard_pool]
+    keep = np.take_along_axis(data.allowed, order, axis=1)
+    # an anchor with fewer allowed negatives than hard_pool repeats its hardest allowed ones
+    return np.where(keep, order, order[:, :1])
+
+
 def mine_hard_negatives(model: AuSiL, source: TripletSource, hard_pool: int) -> np.ndarray:
     """(pairs, hard_pool) indices of each anchor's most similar allowed negatives, hardest first.
 
     Similarity here is the cosine of mean-pooled embeddings (whitened, attention-weighted): cheap
     enough to rank every negative for every anchor each epoch, and it follows the trained attention.
     """
-    device = model.device
-
-    def global_descriptor(x: np.ndarray) -> torch.Tensor:
-        return F.normalize(model.embed(torch.as_tensor(x, device=device)).mean(dim=0), dim=0)
-
-    anchors = torch.stack([global_descriptor(a) for a, _ in source.pairs])
-    negatives = torch.stack([global_descriptor(n) for n in source.negatives])
-    sims = (anchors @ negatives.T).cpu().numpy()
-    allowed = source.allowed_negatives()
-    if not allowed.any(axis=1).all():
-        raise ValueError("some anchor has no allowed negative (every negative shares its group)")
-    sims[~allowed] = -np.inf
-    order = np.argsort(-sims, axis=1, kind="stable")[:, :hard_pool]
-    keep = np.take_along_axis(allowed, order, axis=1)
-    # an anchor with fewer allowed negatives than hard_pool repeats its hardest allowed ones
-    return np.where(keep, order, order[:, :1])
+    return _mine(model, _WhitenedSource.of(model, source), hard_pool)
 
 
-def _epoch_triplets(model: AuSiL, source: TripletSource, config: TrainingConfig, rng: np.random.Generator):
-    """The epoch's triplets as (anchor, positive, negative) descriptor arrays, shuffled and cropped."""
-    hard = mine_hard_negatives(model, source, config.hard_pool)
+def _epoch_triplets(model: AuSiL, data: _WhitenedSource, config: TrainingConfig, rng: np.random.Generator):
+    """The epoch's triplets as whitened (anchor, positive, negative) tensors, shuffled and cropped."""
+    hard = _mine(model, data, config.hard_pool)
     triplets = []
-    for i, (anchor, positive) in enumerate(source.pairs):
+    for i, (anchor, positive) in enumerate(data.pairs):
         picks = rng.choice(hard.shape[1], size=config.negatives_per_anchor, replace=hard.shape[1] < config.negatives_per_anchor)
         for j in hard[i, picks]:
             a, p = _crop_pair(anchor, positive, config.max_segments, rng)
-            n = _crop_random(source.negatives[int(j)], config.max_segments, rng)
+            n = _crop_random(data.negatives[int(j)], config.max_segments, rng)
             triplets.append((a, p, n))
     order = rng.permutation(len(triplets))
     return [triplets[k] for k in order]
 
 
 def _batch_loss(model: AuSiL, batch, config: TrainingConfig) -> dict[str, torch.Tensor]:
-    device = model.device
-
     def embedded(videos, repeat: bool):
-        tensors = [torch.as_tensor(v, device=device) for v in videos]
-        return pad_sequences([model.embed(repeat_short(t) if repeat else t) for t in tensors])
+        return pad_sequences([model.attention(repeat_short(v) if repeat else v) for v in videos])
 
     anchors, a_len = embedded([t[0] for t in batch], repeat=False)
     positives, p_len = embedded([t[1] for t in batch], repeat=True)
@@ -266,8 +293,9 @@ def _atomic_torch_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _provenance(config: TrainingConfig, epoch: int, data: dict | None) -> dict:
-    record = {"config": dataclasses.asdict(config), "seed": config.seed, "git_commit": git_commit(), "epoch": epoch}
+def _provenance(config: TrainingConfig, epoch: int, digest: str, data: dict | None) -> dict:
+    record = {"config": dataclasses.asdict(config), "seed": config.seed, "git_commit": git_commit(), "epoch": epoch,
+              "source_digest": digest}
     if data is not None:
         record["data"] = data
     return record
@@ -293,7 +321,7 @@ def train(
 
     Returns the trained model and the learning curve (one row per epoch, also in
     ``learning_curve.csv``). A checkpoint made with another config (other than ``epochs`` and
-    ``device``) raises instead of silently mixing runs.
+    ``device``) or other data raises instead of silently mixing runs.
     """
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -301,12 +329,15 @@ def train(
     checkpoint_path = model_dir / CHECKPOINT_FILE
 
     checkpoint = None
+    digest = source.digest()
     if checkpoint_path.is_file():
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
         stored = checkpoint["provenance"]["config"]
         if _comparable(stored) != _comparable(dataclasses.asdict(config)):
             raise ValueError(f"{checkpoint_path}: made with {stored}; asked for {dataclasses.asdict(config)}; "
                              "use another model folder")
+        if checkpoint["provenance"]["source_digest"] != digest:
+            raise ValueError(f"{checkpoint_path}: made from other training data; use another model folder")
         whitening = PCAWhitening.load(model_dir / WHITENING_FILE)
     else:
         whitening = PCAWhitening.fit(source.all_segments(), config.whitening_components)
@@ -325,10 +356,11 @@ def train(
         history = checkpoint["history"]
         first_epoch = checkpoint["provenance"]["epoch"] + 1
 
+    whitened = _WhitenedSource.of(model, source)
     for epoch in range(first_epoch, config.epochs + 1):
         started = time.perf_counter()
         rng = np.random.default_rng([config.seed, epoch])
-        triplets = _epoch_triplets(model, source, config, rng)
+        triplets = _epoch_triplets(model, whitened, config, rng)
         sums: dict[str, float] = {}
         for b in range(0, len(triplets), config.batch_size):
             batch = triplets[b : b + config.batch_size]
@@ -341,7 +373,7 @@ def train(
         row = {"epoch": epoch, **{k: v / len(triplets) for k, v in sums.items()},
                "triplets": len(triplets), "seconds": round(time.perf_counter() - started, 3)}
         history.append(row)
-        provenance = _provenance(config, epoch, data)
+        provenance = _provenance(config, epoch, digest, data)
         model.save(model_dir, provenance)
         _atomic_torch_save(
             {"attention": model.attention.state_dict(), "comparator": model.comparator.state_dict(),

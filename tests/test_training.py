@@ -77,6 +77,8 @@ def test_resume_with_another_config_raises(tmp_path):
     train(source, dataclasses.replace(CONFIG, epochs=1), tmp_path / "m", progress=False)
     with pytest.raises(ValueError, match="another model folder"):
         train(source, dataclasses.replace(CONFIG, epochs=2, margin=0.9), tmp_path / "m", progress=False)
+    with pytest.raises(ValueError, match="other training data"):
+        train(_source(3, pairs=4, negatives=4), dataclasses.replace(CONFIG, epochs=2), tmp_path / "m", progress=False)
 
 
 def test_config_rejects_unknown_keys_and_bad_values():

@@ -131,3 +131,15 @@ def test_browser_check_kept_a_screenshot(built):
     shot = built / "_build" / "browser-check" / "results.png"
     assert shot.is_file() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert shot.stat().st_size > 10_000
+
+
+def test_results_page_labels_paper_figures_and_the_run_that_made_ours(built):
+    """Issue 5: measured figures beside the paper's, with profile, backbone, seed and date of the run."""
+    page = built / "_build" / "html" / "chapters" / "04_davr_results.html"
+    if "04_davr_results" not in chapter_names():
+        pytest.skip("04_davr_results is not written yet")
+    text = re.sub(r"<[^>]+>", " ", re.sub(r"<pre.*?</pre>", "", page.read_text(), flags=re.S))
+    assert re.search(r"paper", text, flags=re.I), "no figures labelled as the paper's"
+    assert "tiny" in text, "the profile of the run is not shown"
+    assert re.search(r"\b(random|selfsup|kumar2018)\b", text), "the backbone is not shown"
+    assert re.search(r"seed", text, flags=re.I) and re.search(r"\b20\d\d-\d\d-\d\d\b", text), "seed or date missing"

@@ -240,3 +240,22 @@ def test_cli_builds_the_tiny_profile_from_a_source_folder(small_build, capsys):
     tiny = D.PROFILES["tiny"]
     assert report["queries"] == tiny.n_queries and report["database"] == tiny.n_database and report["missing"] == 0
     assert sum(report["families"].values()) == tiny.n_queries * tiny.positives_per_query
+
+
+@pytest.mark.parametrize("profile", ["tiny", "ci", "full"])
+def test_profiles_plan_from_the_committed_pool(profile):
+    """Sizes the issue asks for, planned from data_manifests/ alone (no audio is read)."""
+    from ausil_lite.datasets.sources import read_manifest, tracks_from_rows
+
+    config = D.PROFILES[profile]
+    plan = D.plan_benchmark(tracks_from_rows(read_manifest()), config, seed=0)
+    roles = Counter(i.role for i in plan.items)
+    assert roles["query"] == config.n_queries and len(plan.items) - roles["query"] == config.n_database
+    hours = sum(i.duration_s for i in plan.items) / 3600
+    if profile == "ci":
+        assert roles["query"] >= 15 and config.n_database == 300 and hours < 3.0
+        assert all(20.0 <= i.source.duration_s <= 30.0 for i in plan.items if i.role == "query")
+    if profile == "full":
+        assert roles["query"] >= 100 and config.n_database >= 3000
+        assert all(20.0 <= i.source.duration_s <= 90.0 for i in plan.items if i.role == "query")
+    assert len({i.source.track for i in plan.items if i.role == "query"} & {t.id for t in plan.train}) == 0

@@ -152,3 +152,14 @@ def test_svd_groundtruth_line_numbers_in_errors(tmp_path):
     root = write_svd(tmp_path / "s", ["q1 a 1", "", "q1 b x"])
     with pytest.raises(AnnotationError, match=r"test_groundtruth:3"):
         read_groundtruth(root / "metadata" / "test_groundtruth")
+
+
+def test_annotation_and_id_lists_round_trip(tmp_path):
+    from ausil_lite.datasets.benchmark import read_annotation_json, write_annotation_json, write_id_list
+
+    annotations = {"q2": {"DA": ["b", "a"], "ST": ["c"]}, "q1": {"DA": ["d"]}}
+    first = write_annotation_json(tmp_path / "a.json", annotations)
+    again = write_annotation_json(tmp_path / "b.json", read_annotation_json(first))
+    assert first.read_bytes() == again.read_bytes()
+    assert read_annotation_json(again) == {"q1": {"DA": ["d"]}, "q2": {"DA": ["a", "b"], "ST": ["c"]}}
+    assert read_id_list(write_id_list(tmp_path / "ids.txt", ["x", "y"])) == ["x", "y"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ausil_lite.datasets import transforms as T
-from tests.datasets.measure import band_energy_db, best_lag, dominant_frequency, estimate_time_scale
+from transform_measures import band_energy_db, best_lag, dominant_frequency, estimate_time_scale
 
 RATE = 22_050
 

@@ -52,6 +52,7 @@ class QueryResult:
     reranker: str
     candidates: int  # videos scored in stage 2
     timings_ms: dict[str, float] = field(default_factory=dict)
+    candidate_ids: list[str] = field(default_factory=list)  # stage 1's candidates, best votes first
 
     def to_dict(self) -> dict:
         return {
@@ -137,4 +138,5 @@ class Searcher:
                 span.query if span else None, span.match if span else None,
             ))
         timings["align"] = (time.perf_counter() - clock) * 1e3
-        return QueryResult(matches, duration, self.reranker.name, len(rows), timings)
+        ids = self.index.videos["id"].to_numpy()[rows].tolist()
+        return QueryResult(matches, duration, self.reranker.name, len(rows), timings, ids)

@@ -89,7 +89,8 @@ class Benchmark:
 
     def videos(self, ids: Iterable[str] | None = None) -> list[tuple[str, Path]]:
         """``(id, path)`` pairs with local media (queries then database by default): input of feature extraction."""
-        ids = self.query_ids + [v for v in self.database_ids if v not in set(self.query_ids)] if ids is None else ids
+        if ids is None:
+            ids = dict.fromkeys(self.query_ids + self.database_ids)
         return [(v, self.paths[v]) for v in ids if v in self.paths]
 
     def missing(self, ids: Iterable[str] | None = None, available: Iterable[str] | None = None) -> list[str]:

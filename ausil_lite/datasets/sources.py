@@ -135,6 +135,8 @@ class Track:
 
 
 def _to_mono(frame: av.AudioFrame) -> np.ndarray:
+    """The channel mean as float32 in [-1, 1] (FFmpeg's own downmix scales stereo by 1/sqrt(2) instead;
+    the level does not matter, every item is peak-normalised when read)."""
     data = frame.to_ndarray()
     channels = len(frame.layout.channels)
     if not frame.format.is_planar:
@@ -159,7 +161,9 @@ def _decode_span(container, stream, seek_s: float, first: int, last: int) -> tup
     position = 0
     for frame in container.decode(stream):
         if start is None:
-            position = int(round((frame.pts - origin) * stream.time_base * rate)) if frame.pts is not None else 0
+            if frame.pts is None and seek_s > 0:
+                return [], None  # no timestamps: only a decode from the start can count samples
+            position = 0 if frame.pts is None else int(round((frame.pts - origin) * stream.time_base * rate))
             start = position
             if start > first:
                 break

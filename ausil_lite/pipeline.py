@@ -1,0 +1,313 @@
+"""The training chapter's work for one profile: backbone, benchmark features, AuSiL models.
+
+Given a built DAVR-mini (``benchmark_dir``) it
+
+1. trains the self-supervised backbone on the training tracks only (``<models>/selfsup/``);
+2. extracts the benchmark's descriptors with each backbone into a feature store
+   (``<features>/<backbone>/``);
+3. draws training triplets from the training tracks (anchor clips with transformed positives,
+   speed changes included, and negative clips), extracts them with the same backbone, and trains
+   the AuSiL network on them with hard-negative mining (``<models>/ausil-<backbone>/``).
+
+Every step resumes: finished backbones, stored descriptors, triplet sources and checkpoints are
+reused when a rerun asks for the same thing, and a folder made with other settings raises, naming
+it, instead of being mixed or silently replaced. Nothing here reads the benchmark's evaluation
+items except to extract their descriptors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ausil_lite.config import config_from_dict
+from ausil_lite.datasets import transforms as T
+from ausil_lite.datasets.davr_mini import load_davr_mini
+from ausil_lite.datasets.training import TrainingPool
+from ausil_lite.features import BACKBONES, ExtractionConfig, FeatureExtractor
+from ausil_lite.paths import data_root
+from ausil_lite.selfsup import SelfSupConfig, clips_from_videos, train_selfsup
+from ausil_lite.similarity.model import AuSiL
+from ausil_lite.store import ExtractionSummary, FeatureStore, extract_videos
+from ausil_lite.training import (
+    CURVE_FILE,
+    TrainingConfig,
+    TripletSource,
+    load_triplet_source,
+    save_triplet_source,
+    train,
+    triplet_source_from_pool,
+)
+from ausil_lite.video_list import read_video_list
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything the training chapter does for one profile; plain values, as its parameters cell.
+
+    Sizes default to the ``full`` profile's; ``notebooks/profiles.yaml`` shrinks them for ``ci``
+    and ``tiny``. Durations are in seconds.
+    """
+
+    profile: str = "ci"
+    seed: int = 0
+    device: str | None = None  # None: CUDA when available, else CPU
+    benchmark_dir: str | None = None  # default data_root()/davr-mini/<profile>
+    features_dir: str | None = None  # default data_root()/features/davr-mini-<profile>
+    models_dir: str | None = None  # default data_root()/models/<profile>
+    backbones: str = "random,selfsup"  # comma-separated; "kumar2018" joins when kumar2018_weights is given
+    kumar2018_weights: str | None = None  # the AudioSet state dict mx-h64-1024_0d3-1.17.pkl
+    workers: int = 1  # decoding processes during extraction (the backbone runs in this process)
+    # self-supervised backbone (ausil_lite.selfsup)
+    selfsup_epochs: int = 20
+    selfsup_steps: int = 200  # steps per epoch
+    selfsup_batch_size: int = 32  # windows per step (two views each)
+    selfsup_clip_s: float = 120.0  # middle of each training track kept in memory
+    # training triplets, drawn from the training tracks (ausil_lite.training.triplet_source_from_pool)
+    train_pairs: int = 400  # anchor clips, each with one transformed positive
+    train_negatives: int = 400  # further clips; the anchors serve as negatives too
+    train_clip_s: float = 20.0
+    # AuSiL network (ausil_lite.training.TrainingConfig)
+    epochs: int = 30
+    batch_size: int = 16
+    learning_rate: float = 1e-4
+    margin: float = 0.5
+    regularisation: float = 0.5
+    hard_pool: int = 10
+    negatives_per_anchor: int = 2
+
+    def __post_init__(self) -> None:
+        names = self.backbone_names  # validates the names
+        if not names:
+            raise ValueError("backbones must name at least one of " + ", ".join(BACKBONES))
+        if "kumar2018" in names and self.kumar2018_weights is None:
+            raise ValueError("backbone 'kumar2018' needs kumar2018_weights (the AudioSet state dict file)")
+        if self.kumar2018_weights is not None and not Path(self.kumar2018_weights).is_file():
+            raise FileNotFoundError(f"kumar2018_weights: {self.kumar2018_weights} is not a file")
+        for name in ("train_pairs", "train_negatives", "selfsup_epochs", "selfsup_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.train_clip_s < 5.0:
+            raise ValueError(f"train_clip_s must be at least 5 s (a query needs 4 segments), got {self.train_clip_s}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        self.selfsup_config()  # fail now, not after extraction, on bad selfsup sizes
+        self.training_config()
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "PipelineConfig":
+        return config_from_dict(cls, values)
+
+    @property
+    def backbone_names(self) -> tuple[str, ...]:
+        """The backbones to run, in order, without repeats; ``kumar2018`` last when its weights are given."""
+        names = [n.strip() for n in self.backbones.split(",") if n.strip()]
+        if self.kumar2018_weights is not None:
+            names.append("kumar2018")
+        unknown = sorted(set(names) - set(BACKBONES))
+        if unknown:
+            raise ValueError(f"unknown backbone(s) {unknown}; choose from {BACKBONES}")
+        return tuple(dict.fromkeys(names))
+
+    @property
+    def benchmark_root(self) -> Path:
+        return Path(self.benchmark_dir) if self.benchmark_dir else data_root() / "davr-mini" / self.profile
+
+    @property
+    def features_root(self) -> Path:
+        return Path(self.features_dir) if self.features_dir else data_root() / "features" / f"davr-mini-{self.profile}"
+
+    @property
+    def models_root(self) -> Path:
+        return Path(self.models_dir) if self.models_dir else data_root() / "models" / self.profile
+
+    def store_dir(self, backbone: str) -> Path:
+        return self.features_root / backbone
+
+    def model_dir(self, backbone: str) -> Path:
+        return self.models_root / f"ausil-{backbone}"
+
+    @property
+    def selfsup_dir(self) -> Path:
+        return self.models_root / "selfsup"
+
+    def selfsup_config(self) -> SelfSupConfig:
+        return SelfSupConfig(
+            seed=self.seed, epochs=self.selfsup_epochs, steps_per_epoch=self.selfsup_steps,
+            batch_size=self.selfsup_batch_size, probe_size=min(32, max(2, self.selfsup_batch_size)),
+            device=self.device,
+        )
+
+    def training_config(self) -> TrainingConfig:
+        return TrainingConfig(
+            epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate, margin=self.margin,
+            regularisation=self.regularisation, hard_pool=self.hard_pool,
+            negatives_per_anchor=self.negatives_per_anchor, seed=self.seed, device=self.device,
+        )
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-1 of a file's bytes (hex)."""
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def train_backbone(config: PipelineConfig, log: Log | None = print) -> Path:
+    """Train (or resume, or reuse) the self-supervised backbone on the benchmark's training tracks.
+
+    Returns a snapshot of the trained weights named by their digest (``backbone-<sha1>.pt``): feature
+    stores and models record that name, so a later retraining can never pass its weights off as the
+    ones that made existing descriptors (the store refuses another ``weights`` path).
+    """
+    tracks = read_video_list(config.benchmark_root / "train.txt")
+    clips = clips_from_videos(tracks, max_seconds=config.selfsup_clip_s)
+    weights = train_selfsup(config.selfsup_config(), clips, config.selfsup_dir, log=log)
+    snapshot = weights.with_name(f"backbone-{file_digest(weights)[:12]}.pt")
+    if not snapshot.is_file():
+        tmp = snapshot.with_name(snapshot.name + ".tmp")
+        shutil.copyfile(weights, tmp)
+        tmp.replace(snapshot)
+    return snapshot
+
+
+def extraction_config(config: PipelineConfig, backbone: str, selfsup_weights: str | Path | None = None) -> ExtractionConfig:
+    """How descriptors are made with ``backbone`` (``selfsup`` needs the weights :func:`train_backbone` returned)."""
+    weights = {"random": None, "selfsup": selfsup_weights, "kumar2018": config.kumar2018_weights}[backbone]
+    if backbone == "selfsup" and weights is None:
+        raise ValueError("the selfsup backbone needs selfsup_weights (train_backbone's result)")
+    return ExtractionConfig(backbone=backbone, weights=None if weights is None else str(weights),
+                            seed=config.seed, device=config.device)
+
+
+def extract_benchmark(
+    config: PipelineConfig, extraction: ExtractionConfig, progress: bool = True
+) -> tuple[FeatureStore, ExtractionSummary]:
+    """Descriptors of every query and database video of the benchmark, into the backbone's store
+    (resumable; undecodable videos are recorded as failed in the store's index, not raised)."""
+    bench = load_davr_mini(config.benchmark_root, config.profile)
+    store = FeatureStore(config.store_dir(extraction.backbone))
+    summary = extract_videos(bench.videos(), store, extraction, workers=config.workers, progress=progress)
+    return store, summary
+
+
+def _source_key(config: PipelineConfig, extraction: ExtractionConfig, pool: TrainingPool) -> str:
+    """What a triplet source depends on: sizes, seed, backbone and the training tracks."""
+    record = {
+        "pairs": config.train_pairs, "negatives": config.train_negatives, "clip_s": config.train_clip_s,
+        "seed": config.seed, "extraction": {k: v for k, v in dataclasses.asdict(extraction).items()
+                                            if k not in ("device", "batch_size")},
+        "tracks": [(t.id, t.duration_s) for t in pool.tracks],
+    }
+    return hashlib.sha1(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def triplet_source(
+    config: PipelineConfig, extraction: ExtractionConfig, log: Log | None = print
+) -> tuple[TripletSource, dict]:
+    """The training triplets' descriptors for one backbone, drawn from the training tracks once and
+    cached in the model folder as ``triplets-<key>.npz`` (key: sizes, seed, backbone, tracks).
+
+    Returns the source and a description of it (plain JSON: counts per transformation family).
+    """
+    pool = TrainingPool.from_benchmark(config.benchmark_root)
+    key = _source_key(config, extraction, pool)
+    folder = config.model_dir(extraction.backbone)
+    path, record_path = folder / f"triplets-{key}.npz", folder / f"triplets-{key}.json"
+    if path.is_file() and record_path.is_file():
+        return load_triplet_source(path), json.loads(record_path.read_text(encoding="utf-8"))
+    started = time.perf_counter()
+    source, records = triplet_source_from_pool(
+        pool, FeatureExtractor(extraction), config.train_pairs, config.train_negatives, config.train_clip_s, config.seed
+    )
+    description = {
+        "key": key, "pairs": len(source.pairs), "negatives": len(source.negatives), "clip_s": config.train_clip_s,
+        "training_tracks": len(pool.tracks), "families": dict(sorted(Counter(r["family"] for r in records).items())),
+        "speed_pairs": sum(1 for r in records if T.speed_factor(r, "speed") is not None),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    save_triplet_source(source, path)
+    tmp = record_path.with_name(record_path.name + ".tmp")
+    tmp.write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(record_path)
+    if log is not None:
+        log(f"{extraction.backbone}: {len(source.pairs)} pairs and {len(source.negatives)} negatives "
+            f"drawn from {len(pool.tracks)} training tracks in {description['seconds']} s")
+    return source, description
+
+
+def train_model(
+    config: PipelineConfig, extraction: ExtractionConfig, log: Log | None = print
+) -> tuple[AuSiL, pd.DataFrame, dict]:
+    """Train (or resume, or reuse) the AuSiL network for one backbone; returns the model of the last
+    epoch, its learning curve and the triplet source's description."""
+    source, description = triplet_source(config, extraction, log)
+    data = {"extraction": dataclasses.asdict(extraction), "benchmark": str(config.benchmark_root),
+            "triplets": description}
+    model, curve = train(source, config.training_config(), config.model_dir(extraction.backbone), data=data,
+                         progress=log is not None)
+    return model, curve, description
+
+
+@dataclass
+class BackboneRun:
+    """What :func:`train_all` did for one backbone."""
+
+    backbone: str
+    extraction: ExtractionConfig
+    store: FeatureStore
+    extraction_summary: ExtractionSummary
+    model_dir: Path
+    curve: pd.DataFrame
+    triplets: dict
+    extract_s: float
+    train_s: float
+
+
+@dataclass
+class PipelineResult:
+    selfsup_weights: Path | None
+    selfsup_s: float
+    runs: dict[str, BackboneRun]
+
+
+def train_all(config: PipelineConfig, log: Log | None = print, progress: bool = True) -> PipelineResult:
+    """Everything the training chapter does, in order; a rerun with the same config only reloads."""
+    selfsup_weights, selfsup_s = None, 0.0
+    if "selfsup" in config.backbone_names:
+        started = time.perf_counter()
+        selfsup_weights = train_backbone(config, log)
+        selfsup_s = time.perf_counter() - started
+    runs = {}
+    for backbone in config.backbone_names:
+        extraction = extraction_config(config, backbone, selfsup_weights)
+        started = time.perf_counter()
+        store, summary = extract_benchmark(config, extraction, progress)
+        extracted = time.perf_counter()
+        _, curve, triplets = train_model(config, extraction, log)
+        runs[backbone] = BackboneRun(backbone, extraction, store, summary, config.model_dir(backbone), curve, triplets,
+                                     extracted - started, time.perf_counter() - extracted)
+    return PipelineResult(selfsup_weights, selfsup_s, runs)
+
+
+def read_learning_curve(model_dir: str | Path) -> pd.DataFrame:
+    """The AuSiL learning curve (one row per epoch) written by training into ``model_dir``."""
+    return pd.read_csv(Path(model_dir) / CURVE_FILE)
+
+
+def read_selfsup_loss(selfsup_dir: str | Path) -> pd.DataFrame:
+    """The self-supervised loss log: ``epoch, step, split, loss`` (``probe`` rows once per epoch)."""
+    return pd.read_csv(Path(selfsup_dir) / "loss.csv")

@@ -272,10 +272,11 @@ def plan_benchmark(tracks: Sequence[Track], config: DavrMiniConfig, seed: int) -
         package = packages[attempt % len(packages)]
         track = queue[package][pointer[package] % len(queue[package])]
         pointer[package] += 1
-        duration = _uniform(rng, config.query_s)
-        if timeline.longest(track.id) < duration:
+        longest = timeline.longest(track.id)
+        if longest < config.query_s[0]:
             continue
-        window = timeline.draw(rng, track.id, duration)
+        # Capped by the free stretch, so 30-60 s speech tracks give queries too.
+        window = timeline.draw(rng, track.id, min(_uniform(rng, config.query_s), longest))
         timeline.reserve(window)
         queries.append(make("query", "", "", window, None))
     if len(queries) < config.n_queries:

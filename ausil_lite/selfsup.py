@@ -27,7 +27,7 @@ import csv
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ausil_lite.audio import SAMPLE_RATE, SILENCE_PEAK
+from ausil_lite.audio import SAMPLE_RATE, SILENCE_PEAK, load_audio
 from ausil_lite.backbone import MAC_DIM, KumarCNN, load_backbone
 from ausil_lite.config import provenance
 from ausil_lite.errors import InputError
@@ -78,14 +78,19 @@ class SelfSupConfig:
     families: tuple[str, ...] = DEFAULT_FAMILIES
     max_transforms: int = 2  # 1..max_transforms families are chained for each positive view
     max_speed: float = 1.4  # fastest speed/tempo factor: windows are cut this many segments long
+    probe_size: int = 32  # windows in the fixed probe batch whose loss is logged after each epoch
+    bn_batches: int = 4  # batches whose exact batch-norm statistics replace the running ones each epoch; 0: keep
     device: str | None = None  # None: CUDA when available, else CPU
 
     def __post_init__(self) -> None:
         for name in ("epochs", "steps_per_epoch", "max_transforms"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.batch_size < 2:
-            raise ValueError(f"batch_size must be at least 2 (the other windows are the negatives), got {self.batch_size}")
+        if self.batch_size < 2 or self.probe_size < 2:
+            raise ValueError(
+                f"batch_size and probe_size must be at least 2 (the other windows are the negatives), "
+                f"got {self.batch_size}, {self.probe_size}"
+            )
         if self.temperature <= 0 or self.learning_rate <= 0:
             raise ValueError("temperature and learning_rate must be positive")
         if self.projection_dim < 0 or self.max_speed < 1.0:
@@ -128,6 +133,22 @@ def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tenso
     return F.cross_entropy(logits, target)
 
 
+def clips_from_videos(videos: Sequence[tuple[str, str | Path]], max_seconds: float | None = None) -> dict[str, np.ndarray]:
+    """Training clips (id -> 44.1 kHz mono) from ``id path`` pairs, e.g. DAVR-mini's ``train.txt``
+    read with :func:`ausil_lite.video_list.read_video_list`. ``max_seconds`` keeps the middle of longer
+    recordings, bounding memory (a minute is 10 MB). Unreadable files raise, naming the file: a
+    training set must not shrink silently."""
+    clips = {}
+    for video_id, path in videos:
+        samples = load_audio(path)
+        if max_seconds is not None and samples.size > max_seconds * SAMPLE_RATE:
+            keep = int(max_seconds * SAMPLE_RATE)
+            start = (samples.size - keep) // 2
+            samples = samples[start : start + keep].copy()
+        clips[video_id] = samples
+    return clips
+
+
 def transforms_augment(
     clips: Mapping[str, np.ndarray], families: tuple[str, ...] = DEFAULT_FAMILIES, max_transforms: int = 2
 ) -> Augment:
@@ -168,16 +189,22 @@ def _centre_segment(samples: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def draw_batch(
-    clips: Mapping[str, np.ndarray], config: SelfSupConfig, augment: Augment, rng: np.random.Generator, device: torch.device
+    clips: Mapping[str, np.ndarray],
+    config: SelfSupConfig,
+    augment: Augment,
+    rng: np.random.Generator,
+    device: torch.device,
+    size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Anchor and positive segments, each (batch_size, 1, 174, 128), from random non-silent windows.
+    """Anchor and positive segments, each (size, 1, 174, 128) (default ``batch_size``), from random
+    non-silent windows.
 
     Clips are drawn without replacement while there are enough, so a batch rarely holds two windows
     of one clip (which would be false negatives).
     """
-    n = config.window_samples
+    n, size = config.window_samples, size or config.batch_size
     ids = sorted(clips)
-    picks = rng.choice(len(ids), size=config.batch_size, replace=config.batch_size > len(ids))
+    picks = rng.choice(len(ids), size=size, replace=size > len(ids))
     anchors, positives = [], []
     for index in picks:
         clip = clips[ids[int(index)]]
@@ -205,12 +232,35 @@ def _loss(model, head, batch, temperature: float) -> torch.Tensor:
 
 @torch.no_grad()
 def _probe_loss(model: KumarCNN, head: ProjectionHead, batch, temperature: float) -> float:
-    """Loss of the fixed probe batch: the backbone as extraction runs it (evaluation mode, running
-    batch-norm statistics); a copy of the head standardises over the probe batch, as in training."""
-    model.eval()
-    value = float(_loss(model, copy.deepcopy(head).train(), batch, temperature))
-    model.train()
+    """Loss of the fixed probe batch as training computes it (batch statistics), leaving every
+    running batch-norm statistic untouched, so the value moves only when the weights do."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0  # running <- 1 * running + 0 * batch
+    value = float(_loss(model, copy.deepcopy(head), batch, temperature))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
     return value
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(model: KumarCNN, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Replace the backbone's running batch-norm statistics by their exact average over ``batches``.
+
+    Running averages trail weights that moved during the epoch; extraction runs the backbone in
+    evaluation mode, so the saved statistics must describe the saved weights (as SWA's ``update_bn``).
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches seen
+    model.train()
+    for anchors, positives in batches:
+        model.mac(torch.cat([anchors, positives]).contiguous(memory_format=torch.channels_last))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -248,6 +298,21 @@ def train_selfsup(
             f"need mono training clips of at least {config.window_samples / SAMPLE_RATE:.2f} s; "
             f"too short or not mono: {too_short[:10]}" if ids else "no training clips"
         )
+    record = {**provenance(config, config.seed), "clip_ids": ids}
+    checkpoint_path, loss_path, backbone_path = output / "checkpoint.pt", output / "loss.csv", output / "backbone.pt"
+    state = None
+    if checkpoint_path.is_file():
+        if not resume:
+            raise SelfSupError(f"{checkpoint_path}: a run exists; resume it or choose another output folder")
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        changed = sorted(k for k in record["config"] if k not in RESUMABLE_CHANGES and state["config"][k] != record["config"][k])
+        if changed or state["clip_ids"] != ids:
+            what = f"settings {changed}" if changed else "other training clips"
+            raise SelfSupError(f"{checkpoint_path}: made with {what}; use another output folder")
+        if state["epoch"] + 1 >= config.epochs and backbone_path.is_file():
+            _write_loss_csv(state["history"], loss_path)
+            return backbone_path
+
     pool = {i: np.asarray(clips[i], dtype=np.float32) for i in ids}
     augment = augment or transforms_augment(clips, config.families, config.max_transforms)
     model = load_backbone(None, seed=config.seed, device=config.device).train()
@@ -255,38 +320,31 @@ def train_selfsup(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed + 1)
         head = ProjectionHead(config.projection_hidden, config.projection_dim).to(device)
-    params = list(model.parameters()) + list(head.parameters())
-    optimiser = torch.optim.Adam(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-
-    record = {**provenance(config, config.seed), "clip_ids": ids}
-    checkpoint_path, loss_path = output / "checkpoint.pt", output / "loss.csv"
-    first_epoch, history = 0, []
-    probe = draw_batch(pool, config, augment, np.random.default_rng([config.seed, 2**31]), device)
-    if checkpoint_path.is_file():
-        if not resume:
-            raise SelfSupError(f"{checkpoint_path}: a run exists; resume it or choose another output folder")
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        changed = sorted(k for k in record["config"] if k not in RESUMABLE_CHANGES and state["config"][k] != record["config"][k])
-        if changed or state["clip_ids"] != ids:
-            what = f"settings {changed}" if changed else "other training clips"
-            raise SelfSupError(f"{checkpoint_path}: made with {what}; use another output folder")
+    optimiser = torch.optim.Adam(
+        list(model.parameters()) + list(head.parameters()), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    probe = draw_batch(pool, config, augment, np.random.default_rng([config.seed, 2**31]), device, config.probe_size)
+    if state is not None:
         model.load_state_dict(state["model"])
         head.load_state_dict(state["head"])
         optimiser.load_state_dict(state["optimiser"])
         first_epoch, history = state["epoch"] + 1, state["history"]
     else:
         output.mkdir(parents=True, exist_ok=True)
-        history = [[0, 0, "probe", _probe_loss(model, head, probe, config.temperature)]]
+        first_epoch, history = 0, [[0, 0, "probe", _probe_loss(model, head, probe, config.temperature)]]
 
     for epoch in range(first_epoch, config.epochs):
         rng = np.random.default_rng([config.seed, epoch])
         train_losses, started = [], time.perf_counter()
-        for step in range(config.steps_per_epoch):
+        for _ in range(config.steps_per_epoch):
             loss = _loss(model, head, draw_batch(pool, config, augment, rng, device), config.temperature)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             train_losses.append(float(loss.detach()))
+        if config.bn_batches:
+            bn_rng = np.random.default_rng([config.seed, epoch, 2**30])
+            recalibrate_batch_norm(model, [draw_batch(pool, config, augment, bn_rng, device) for _ in range(config.bn_batches)])
         probe_loss = _probe_loss(model, head, probe, config.temperature)
         first_step = epoch * config.steps_per_epoch + 1
         history += [[epoch + 1, first_step + i, "train", v] for i, v in enumerate(train_losses)]
@@ -296,14 +354,9 @@ def train_selfsup(
             "optimiser": optimiser.state_dict(), "head": head.state_dict(),
         }
         _atomic_save(state, checkpoint_path)
-        _atomic_save(model.state_dict(), output / "backbone.pt")
+        _atomic_save(model.state_dict(), backbone_path)
         _write_loss_csv(history, loss_path)  # rewritten whole from the checkpoint's history: never out of step
         if log is not None:
-            mean = float(np.mean(train_losses))
-            log(f"epoch {epoch + 1}/{config.epochs}: train loss {mean:.4f}, probe {probe_loss:.4f} "
+            log(f"epoch {epoch + 1}/{config.epochs}: train loss {np.mean(train_losses):.4f}, probe {probe_loss:.4f} "
                 f"({time.perf_counter() - started:.1f} s)")
-    _write_loss_csv(history, loss_path)
-    if not (output / "backbone.pt").is_file():
-        raise SelfSupError(f"{output}: no backbone.pt although the checkpoint says the run finished")
-    return output / "backbone.pt"
-
+    return backbone_path

@@ -524,7 +524,7 @@ def build_davr_mini(
     # Longest jobs first, so the last worker is not left with a long item.
     jobs = [(i, str(root)) for i in sorted(plan.items, key=lambda i: (-i.duration_s, i.id))]
     rendered = 0
-    bar = tqdm(total=len(jobs), desc=f"DAVR-mini {profile}", unit="video", disable=not progress)
+    bar = tqdm(total=len(jobs), desc=f"DAVR-mini {profile}", unit="video", disable=not progress, mininterval=5.0)
     if workers <= 1:
         _init_worker(tracks)
         for job in jobs:

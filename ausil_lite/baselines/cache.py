@@ -21,6 +21,10 @@ from ausil_lite.config import provenance
 from ausil_lite.errors import InputError
 
 
+NEUTRAL_SETTINGS = frozenset({"device", "batch_size", "timeout_s"})
+"""Settings that change how fast a fingerprint is made, not what it is: a cache may differ in them."""
+
+
 class CacheError(InputError):
     """A cache made with other settings, or an id that cannot name a file."""
 
@@ -36,7 +40,10 @@ class FingerprintCache:
         if config_path.is_file():
             stored = json.loads(config_path.read_text())
             wanted = json.loads(json.dumps(record["config"]))  # tuples become lists, as stored
-            if stored.get("baseline") != baseline.name or stored.get("config") != wanted:
+            stored_config = stored.get("config", {})
+            differs = [k for k in set(wanted) | set(stored_config)
+                       if k not in NEUTRAL_SETTINGS and wanted.get(k) != stored_config.get(k)]
+            if stored.get("baseline") != baseline.name or differs:
                 raise CacheError(
                     f"{self.root}: holds {stored.get('baseline')} fingerprints made with {stored.get('config')}, "
                     f"asked for {baseline.name} with {record['config']}; use another folder"

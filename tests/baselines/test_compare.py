@@ -72,3 +72,10 @@ def test_store_fingerprints_need_the_same_backbone(duplicate_set, tmp_path):
         store_fingerprints(make_baseline("pooled", {"seed": 7}), store)
     with pytest.raises(StoreError, match="not a feature store"):
         store_fingerprints(baseline, FeatureStore(tmp_path / "empty"))
+
+
+def test_cache_accepts_other_devices_and_batch_sizes(tmp_path):
+    FingerprintCache(tmp_path, make_baseline("pooled", {"device": "cpu", "batch_size": 8}))
+    FingerprintCache(tmp_path, make_baseline("pooled", {"device": None, "batch_size": 64}))
+    with pytest.raises(CacheError, match="pooled"):
+        FingerprintCache(tmp_path, make_baseline("chamfer"))

@@ -596,4 +596,9 @@ def load_davr_mini(root: str | Path | None = None, profile: str = "ci") -> Bench
     table = pd.read_csv(root / "items.csv", dtype=str, keep_default_na=False)
     for column in ("speed", "tempo", "start_s", "source_duration_s", "duration_s"):
         table[column] = pd.to_numeric(table[column].replace("", np.nan))
+    used = set(table["track"].map(_safe_id))
+    used |= {_safe_id(w["track"]) for others in table["others"] for w in json.loads(others)}
+    leaked = used & {vid for vid, _ in read_video_list(root / "train.txt")}
+    if leaked:
+        raise SourcePoolError(f"{root}: training tracks also feed the benchmark: {sorted(leaked)[:5]}")
     return Benchmark("DAVR-mini", annotations, queries, database, paths, table)

@@ -259,3 +259,15 @@ def test_profiles_plan_from_the_committed_pool(profile):
         assert roles["query"] >= 100 and config.n_database >= 3000
         assert all(20.0 <= i.source.duration_s <= 90.0 for i in plan.items if i.role == "query")
     assert len({i.source.track for i in plan.items if i.role == "query"} & {t.id for t in plan.train}) == 0
+
+
+def test_loading_checks_train_and_evaluation_stay_apart(small_build, tmp_path):
+    import shutil
+
+    base, _, _, _ = small_build
+    copy = shutil.copytree(base / "one", tmp_path / "copy")
+    track = D.load_davr_mini(copy).table["track"].iloc[0]
+    with open(copy / "train.txt", "a") as fh:
+        fh.write(f"{track} somewhere.wav\n")
+    with pytest.raises(SourcePoolError, match="training tracks also feed"):
+        D.load_davr_mini(copy)

@@ -383,7 +383,7 @@ def tracks_from_rows(rows: Iterable[SourceFile]) -> list[Track]:
     return tracks
 
 
-def verify_files(rows: Iterable[SourceFile], check_hash: bool = True) -> None:
+def verify_files(rows: Iterable[SourceFile]) -> None:
     """Raises :class:`SourcePoolError` listing files that are missing or differ from the manifest."""
     missing, changed = [], []
     for row in rows:
@@ -391,7 +391,7 @@ def verify_files(rows: Iterable[SourceFile], check_hash: bool = True) -> None:
             continue
         if not Path(row.path).is_file():
             missing.append(row.path)
-        elif check_hash and sha256_file(row.path) != row.sha256:
+        elif sha256_file(row.path) != row.sha256:
             changed.append(row.path)
     problems = []
     if missing:

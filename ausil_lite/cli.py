@@ -15,6 +15,7 @@ COMMANDS = [
     "ausil_lite.commands.evaluate",
     "ausil_lite.commands.index",
     "ausil_lite.commands.query",
+    "ausil_lite.commands.benchmark",
 ]
 
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ausil_lite.search.index import SearchIndex
-from ausil_lite.search.query import QueryConfig, Searcher
+from ausil_lite.search.query import QueryConfig, Searcher, single_threaded
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = QueryConfig(top=args.top, candidates=args.candidates, nprobe=args.nprobe, threshold=args.threshold)
     searcher = Searcher(SearchIndex.open(args.index), args.model)
-    result = searcher.search(searcher.descriptors(args.video), config)
+    descriptors = searcher.descriptors(args.video)
+    with single_threaded():
+        result = searcher.search(descriptors, config)
     if args.json:
         print(json.dumps({"query": str(args.video), "index": str(args.index), "version": searcher.index.version,
                           **result.to_dict()}, indent=2))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import faiss
 import numpy as np
+import torch
 
 from ausil_lite.config import config_from_dict
 from ausil_lite.errors import InputError
@@ -73,6 +76,24 @@ class QueryResult:
         if not self.matches:
             lines.append("  (no match)")
         return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def single_threaded():
+    """Run searches with one torch and one FAISS thread, restoring the counts afterwards.
+
+    A query's work is many small operations (a few thousand vectors, matrices of ~60 x 60); spread
+    over threads they mostly wait on each other, and on a busy machine a query measured 20-40 ms on
+    one thread and 0.7-3 s on two. Run concurrent queries from several threads instead.
+    """
+    torch_threads, faiss_threads = torch.get_num_threads(), faiss.omp_get_max_threads()
+    torch.set_num_threads(1)
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(torch_threads)
+        faiss.omp_set_num_threads(faiss_threads)
 
 
 class Searcher:

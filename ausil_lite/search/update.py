@@ -111,7 +111,8 @@ def _fit_whitening_few(sample: np.ndarray, n_components: int) -> PCAWhitening:
     return PCAWhitening(mean, vh[:n_components].T / torch.sqrt(eigval + EPSILON))
 
 
-def _stage1_chunks(index_root: Path, table: pd.DataFrame, shards: dict[str, np.ndarray], dim: int) -> Iterator[np.ndarray]:
+def _stage1_chunks(table: pd.DataFrame, shards: dict[str, np.ndarray], dim: int) -> Iterator[np.ndarray]:
+    """Stage-1 vectors of the videos of ``table``, in its order, in batches of about CHUNK_SEGMENTS."""
     batch, size = [], 0
     for shard, start, n in table[["shard", "shard_row", "segments"]].itertuples(index=False):
         start, n = int(start), int(n)
@@ -124,15 +125,16 @@ def _stage1_chunks(index_root: Path, table: pd.DataFrame, shards: dict[str, np.n
         yield np.concatenate(batch)
 
 
-def _rebuild_stage1(root: Path, table: pd.DataFrame, shards: dict[str, np.ndarray], dim: int, config: IndexConfig):
+def _rebuild_stage1(table: pd.DataFrame, shards: dict[str, np.ndarray], dim: int, config: IndexConfig):
+    """Train stage 1 on a sample of whole videos, then add every video's vectors in table order."""
     total = int(table["segments"].sum())
     stage1 = config.stage1(dim)
     # training sample: whole videos drawn at random, up to what the largest index kind asks for
     wanted = max(100_000, 256 * stage1.train_per_list)
     order = np.random.default_rng(config.seed).permutation(len(table))
     take = np.sort(order[: int(np.searchsorted(np.cumsum(table["segments"].to_numpy()[order]), wanted)) + 1])
-    training = np.concatenate(list(_stage1_chunks(root, table.iloc[take], shards, dim)))
-    return build_stage1(training, _stage1_chunks(root, table, shards, dim), total, stage1, config.seed)
+    training = np.concatenate(list(_stage1_chunks(table.iloc[take], shards, dim)))
+    return build_stage1(training, _stage1_chunks(table, shards, dim), total, stage1, config.seed)
 
 
 def update_index(
@@ -226,12 +228,12 @@ def update_index(
         stage1_config = config.stage1(dim)
         same_kind = previous and stage1_config.resolved_kind(total) == stage1_config.resolved_kind(old["stage1"]["trained_total"])
         if full or dropping.any() or not same_kind or total >= config.refit_growth * old["stage1"]["trained_total"]:
-            stage1, factory = _rebuild_stage1(root, table, shards, dim, config)
+            stage1, factory = _rebuild_stage1(table, shards, dim, config)
             stage1_record = {"factory": factory, "trained_total": total}
             rebuilt = "all" if full and previous else ("stage 1" if previous else "")
         else:
             stage1, stage1_record, rebuilt = previous.stage1, old["stage1"], ""
-            for chunk in _stage1_chunks(root, table[table["shard"].isin(set(shards) - set(old["shards"]))], shards, dim):
+            for chunk in _stage1_chunks(table[table["shard"].isin(set(shards) - set(old["shards"]))], shards, dim):
                 stage1.add(chunk)
         faiss.write_index(stage1, str(tmp / STAGE1))
         table.to_csv(tmp / VIDEOS, index=False)

@@ -16,6 +16,17 @@ from ausil_lite.store import FeatureStore
 DIM = 96  # synthetic descriptor size: the index does not depend on 2528, and small fits are fast
 
 
+@pytest.fixture(autouse=True)
+def one_faiss_thread():
+    """FAISS on one thread: the suite runs beside other jobs, where OpenMP threads mostly wait on each other."""
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(threads)
+
+
 def track(seed: int, segments: int, dim: int = DIM) -> np.ndarray:
     """A synthetic video: non-negative descriptors drifting slowly over time, like MACs of one recording."""
     rng = np.random.default_rng(seed)

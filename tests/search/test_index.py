@@ -10,7 +10,7 @@ import pytest
 
 from ausil_lite.search import update as update_module
 from ausil_lite.search.index import IndexCorruptError, NoIndexError, SearchIndex, current_version
-from ausil_lite.search.query import QueryConfig, Searcher
+from ausil_lite.search.query import QueryConfig, Searcher, single_threaded
 from ausil_lite.search.update import IndexConfig, update_index
 
 
@@ -126,9 +126,10 @@ def test_concurrent_queries_match_sequential_ones(synthetic, tmp_path):
     update_index(tmp_path / "idx", entries, store)
     searcher = Searcher(SearchIndex.open(tmp_path / "idx"))
     queries = [query_of(tracks, f"v{i:02d}", seed=i) for i in range(0, 30, 3)]
-    sequential = answers(searcher, queries)
-    with ThreadPoolExecutor(4) as pool:
-        concurrent = list(pool.map(lambda q: answers(searcher, [q])[0], queries * 3))
+    with single_threaded():  # as the query command runs; concurrency comes from the 4 threads below
+        sequential = answers(searcher, queries)
+        with ThreadPoolExecutor(4) as pool:
+            concurrent = list(pool.map(lambda q: answers(searcher, [q])[0], queries * 3))
     assert concurrent == sequential * 3
     assert [a[0][0] for a in sequential] == [f"v{i:02d}" for i in range(0, 30, 3)]
 

@@ -55,3 +55,15 @@ def test_sizes():
     assert Stage1Config().resolved_kind(10**7) == "ivf-pq"
     with pytest.raises(ValueError, match="divisible"):
         Stage1Config(dim=60, pq_bytes=16)
+
+
+def test_single_threaded_restores_thread_counts():
+    import faiss
+    import torch
+
+    from ausil_lite.search.query import single_threaded
+
+    before = torch.get_num_threads(), faiss.omp_get_max_threads()
+    with single_threaded():
+        assert (torch.get_num_threads(), faiss.omp_get_max_threads()) == (1, 1)
+    assert (torch.get_num_threads(), faiss.omp_get_max_threads()) == before

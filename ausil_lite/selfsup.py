@@ -27,6 +27,7 @@ import csv
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +55,8 @@ Codec re-encoding is left out by default (it goes through files; band limiting s
 and so are ``crop`` and ``embed``, which would move the content away from the window's centre."""
 
 
-RESUMABLE_CHANGES = ("epochs", "device")
-"""Settings a resumed run may change: more epochs, another device."""
+RESUMABLE_CHANGES = ("epochs", "device", "augment_workers")
+"""Settings a resumed run may change: more epochs, another device, more augmentation threads."""
 
 
 class SelfSupError(InputError):
@@ -81,6 +82,7 @@ class SelfSupConfig:
     probe_size: int = 32  # windows in the fixed probe batch whose loss is logged after each epoch
     bn_batches: int = 4  # batches whose exact batch-norm statistics replace the running ones each epoch; 0: keep
     device: str | None = None  # None: CUDA when available, else CPU
+    augment_workers: int = 0  # threads augmenting a batch (0: none); the CPU side bottlenecks a GPU run
 
     def __post_init__(self) -> None:
         for name in ("epochs", "steps_per_epoch", "max_transforms"):
@@ -93,8 +95,8 @@ class SelfSupConfig:
             )
         if self.temperature <= 0 or self.learning_rate <= 0:
             raise ValueError("temperature and learning_rate must be positive")
-        if self.projection_dim < 0 or self.max_speed < 1.0:
-            raise ValueError("projection_dim must be >= 0 and max_speed >= 1")
+        if self.projection_dim < 0 or self.max_speed < 1.0 or self.augment_workers < 0:
+            raise ValueError("projection_dim and augment_workers must be >= 0, max_speed >= 1")
 
     @property
     def window_samples(self) -> int:
@@ -188,6 +190,17 @@ def _centre_segment(samples: np.ndarray, device: torch.device) -> torch.Tensor:
     return segment.unsqueeze(0)
 
 
+def _draw_pair(clip_id: str, clip: np.ndarray, n: int, augment: Augment, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A random non-silent window of ``n`` samples and its augmented copy, from ``seed`` alone."""
+    rng = np.random.default_rng(seed)
+    for _ in range(20):
+        start = int(rng.integers(clip.size - n + 1))
+        window = clip[start : start + n]
+        if np.max(np.abs(window)) > 100 * SILENCE_PEAK:
+            return window, augment(window, SAMPLE_RATE, rng)
+    raise SelfSupError(f"training clip {clip_id!r}: 20 random windows were all silent")
+
+
 def draw_batch(
     clips: Mapping[str, np.ndarray],
     config: SelfSupConfig,
@@ -200,24 +213,22 @@ def draw_batch(
     non-silent windows.
 
     Clips are drawn without replacement while there are enough, so a batch rarely holds two windows
-    of one clip (which would be false negatives).
+    of one clip (which would be false negatives). Each pair has its own seed drawn from ``rng``, so
+    with ``augment_workers`` threads the batch is the same as without.
     """
     n, size = config.window_samples, size or config.batch_size
     ids = sorted(clips)
-    picks = rng.choice(len(ids), size=size, replace=size > len(ids))
-    anchors, positives = [], []
-    for index in picks:
-        clip = clips[ids[int(index)]]
-        for _ in range(20):
-            start = int(rng.integers(clip.size - n + 1))
-            window = clip[start : start + n]
-            if np.max(np.abs(window)) > 100 * SILENCE_PEAK:
-                break
-        else:
-            raise SelfSupError(f"training clip {ids[int(index)]!r}: 20 random windows were all silent")
-        anchors.append(_centre_segment(window, device))
-        positives.append(_centre_segment(augment(window, SAMPLE_RATE, rng), device))
-    return torch.stack(anchors), torch.stack(positives)
+    picks = [ids[int(i)] for i in rng.choice(len(ids), size=size, replace=size > len(ids))]
+    seeds = [int(s) for s in rng.integers(2**63 - 1, size=size)]
+    jobs = [(clip_id, clips[clip_id], n, augment, seed) for clip_id, seed in zip(picks, seeds)]
+    if config.augment_workers:
+        with ThreadPoolExecutor(config.augment_workers) as pool:  # the transforms' FFTs release the GIL
+            pairs = list(pool.map(lambda job: _draw_pair(*job), jobs))
+    else:
+        pairs = [_draw_pair(*job) for job in jobs]
+    anchors = torch.stack([_centre_segment(a, device) for a, _ in pairs])
+    positives = torch.stack([_centre_segment(p, device) for _, p in pairs])
+    return anchors, positives
 
 
 def _embed(model: KumarCNN, head: ProjectionHead, segments: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ from ausil_lite.selfsup import (
     SelfSupConfig,
     SelfSupError,
     clips_from_videos,
+    draw_batch,
     nt_xent,
     train_selfsup,
     transforms_augment,
@@ -53,7 +54,7 @@ def test_short_run_lowers_the_loss_and_saves_a_loadable_backbone(tmp_path):
     curve = pd.read_csv(tmp_path / "loss.csv")
     probe = curve[curve["split"] == "probe"]["loss"].tolist()
     assert len(probe) == 3 and len(curve[curve["split"] == "train"]) == 10
-    assert probe[-1] < probe[0]
+    assert probe[-1] < probe[0], probe
     model = load_backbone(weights=backbone, device="cpu")
     state = torch.load(backbone, weights_only=True)
     assert "layer1.0.weight" in state
@@ -105,3 +106,12 @@ def test_clips_from_videos_reads_and_trims(tmp_path):
     assert np.corrcoef(clips["a"], middle)[0, 1] > 0.99
     with pytest.raises(MissingFileError, match="gone.wav"):
         clips_from_videos([("b", tmp_path / "gone.wav")])
+
+
+def test_batches_do_not_depend_on_augmentation_threads():
+    serial = draw_batch(CLIPS, TINY, gain_and_noise, np.random.default_rng(3), torch.device("cpu"))
+    threaded_config = SelfSupConfig(**{**TINY.__dict__, "augment_workers": 3})
+    threaded = draw_batch(CLIPS, threaded_config, gain_and_noise, np.random.default_rng(3), torch.device("cpu"))
+    assert serial[0].shape == (TINY.batch_size, 1, 174, 128)
+    assert torch.equal(serial[0], threaded[0]) and torch.equal(serial[1], threaded[1])
+    assert not torch.equal(serial[0], serial[1])

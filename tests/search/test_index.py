@@ -156,3 +156,25 @@ def test_manifest_records_configs_and_provenance(synthetic, tmp_path):
     assert manifest["extraction"]["backbone"] == "random" and manifest["provenance"]["git_commit"]
     with pytest.raises(Exception, match="--rebuild"):
         update_index(tmp_path / "idx", entries, store, config=IndexConfig(stage1_dim=16))
+
+
+def test_model_whitening_and_reranking(synthetic, tmp_path):
+    from ausil_lite.search.rerank import ModelReranker
+    from ausil_lite.similarity import AuSiL
+    from ausil_lite.whitening import PCAWhitening
+
+    store, entries, tracks = synthetic
+    training = np.concatenate([t for t in tracks.values()])
+    model_dir = AuSiL(PCAWhitening.fit(training)).save(tmp_path / "model", {"config": {}, "seed": 0})
+    update_index(tmp_path / "idx", entries, store, model_dir=model_dir)
+    index = SearchIndex.open(tmp_path / "idx")
+    assert index.manifest["whitening"]["source"] == "model" and index.manifest["dims"]["stage2"] == training.shape[1]
+    searcher = Searcher(index)
+    assert isinstance(searcher.reranker, ModelReranker)
+    result = searcher.search(query_of(tracks, "v12"), QueryConfig(top=3))
+    assert result.reranker == "ausil" and result.matches[0].id == "v12"
+    with pytest.raises(Exception, match="at least 4"):
+        searcher.search(query_of(tracks, "v12", 15, 18))
+    other = AuSiL(PCAWhitening.fit(training[::2])).save(tmp_path / "other", {"config": {}, "seed": 0})
+    with pytest.raises(Exception, match="whitening"):
+        Searcher(index, other)

@@ -113,7 +113,10 @@ class ChromaprintBaseline:
     def _run(self, arguments: list[str], name: str, stdin: bytes | None = None) -> np.ndarray:
         program = fpcalc_path(self.config.fpcalc)
         command = [program, "-raw", "-algorithm", str(self.config.algorithm), "-length", str(self.config.max_duration_s)]
-        done = subprocess.run(command + arguments, input=stdin, capture_output=True, timeout=self.config.timeout_s)
+        try:
+            done = subprocess.run(command + arguments, input=stdin, capture_output=True, timeout=self.config.timeout_s)
+        except subprocess.TimeoutExpired as exc:
+            raise ChromaprintError(name, f"fpcalc ran longer than timeout_s={self.config.timeout_s} s") from exc
         stderr = done.stderr.decode(errors="replace").strip()
         stdout = done.stdout.decode(errors="replace")
         if done.returncode != 0 and "FINGERPRINT=" not in stdout:

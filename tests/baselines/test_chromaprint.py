@@ -73,3 +73,12 @@ def test_output_without_fingerprint_is_an_error():
     assert parse_raw_output("DURATION=3\nFINGERPRINT=1,4294967295\n", "x.wav").tolist() == [1, 4294967295]
     with pytest.raises(ChromaprintError, match="x.wav"):
         parse_raw_output("DURATION=0\nFINGERPRINT=\n", "x.wav")
+
+
+def test_a_hanging_fpcalc_is_a_failure_naming_the_input(tmp_path, note_sequence):
+    slow = tmp_path / "slow-fpcalc"
+    slow.write_text("#!/bin/sh\nexec sleep 5\n")
+    slow.chmod(0o755)
+    baseline = ChromaprintBaseline(ChromaprintConfig(fpcalc=str(slow), timeout_s=0.2))
+    with pytest.raises(ChromaprintError, match="timeout_s"):
+        baseline.fingerprint(note_sequence(1, 3.0))

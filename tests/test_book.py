@@ -6,6 +6,8 @@ the tests then read what it produced. The repository's own ``book/chapters`` is 
 
 from __future__ import annotations
 
+import base64
+import importlib.util
 import re
 import shutil
 from pathlib import Path
@@ -21,8 +23,6 @@ from ausil_lite.study import runner
 from ausil_lite.study.fingerprint import package_digest
 from ausil_lite.study.runner import error_outputs
 
-pytestmark = pytest.mark.slow
-
 NOTEBOOKS = REPO_ROOT / "notebooks"
 BOOK_SOURCES = ("_config.yml", "intro.md", "reproduce.md", "_ext", "_extra")
 CHROMIUM = Path("/usr/bin/chromium")
@@ -31,6 +31,48 @@ CHROMIUM = Path("/usr/bin/chromium")
 def chapter_names() -> list[str]:
     plan = load_plan(NOTEBOOKS / "profiles.yaml")
     return [spec.name for spec in plan.notebooks if (NOTEBOOKS / f"{spec.name}.ipynb").is_file()]
+
+
+def load_browser_check():
+    spec = importlib.util.spec_from_file_location("browser_check", REPO_ROOT / "tools" / "browser_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_browser_check_names_console_errors_exceptions_and_offsite_requests():
+    check = load_browser_check()
+    base = "http://127.0.0.1:8000/"
+    events = [
+        {"method": "Runtime.consoleAPICalled", "params": {"type": "error", "args": [{"value": "boom"}]}},
+        {"method": "Runtime.consoleAPICalled", "params": {"type": "log", "args": [{"value": "fine"}]}},
+        {"method": "Runtime.exceptionThrown", "params": {"exceptionDetails": {"exception": {"description": "TypeError: x"}}}},
+        {"method": "Network.requestWillBeSent", "params": {"request": {"url": base + "_static/a.js"}}},
+        {"method": "Network.requestWillBeSent", "params": {"request": {"url": "https://cdn.example.org/mathjax.js"}}},
+        {"method": "Log.entryAdded", "params": {"entry": {"level": "error", "text": "404", "url": base + "x.png"}}},
+    ]
+    problems = check.page_problems(events, base)
+    assert problems == [
+        "console error: boom",
+        "uncaught exception: TypeError: x",
+        "request off the local server: https://cdn.example.org/mathjax.js",
+        f"console error: 404 {base}x.png",
+    ]
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason="Debian chromium not installed (tools/system_packages.sh)")
+def test_browser_check_fails_a_page_with_a_broken_figure_and_a_script_error(tmp_path):
+    check = load_browser_check()
+    (tmp_path / "good.png").write_bytes(base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="))
+    shutil.copy(REPO_ROOT / "book" / "_extra" / "favicon.ico", tmp_path)  # browsers ask for it on every page
+    (tmp_path / "ok.html").write_text('<html><body><img src="good.png"></body></html>')
+    (tmp_path / "bad.html").write_text(
+        '<html><body><img src="missing.png"><script>console.error("bad page")</script></body></html>')
+    results = check.check_book(tmp_path, screenshot=None)
+    assert results["ok.html"] == []
+    assert any("figure not loaded" in p and "missing.png" in p for p in results["bad.html"])
+    assert "console error: bad page" in results["bad.html"]
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +100,7 @@ def built(tmp_path_factory):
     return book
 
 
+@pytest.mark.slow
 def test_every_notebook_executed_without_errors(built):
     names = chapter_names()
     assert names, "no notebooks found"
@@ -69,6 +112,7 @@ def test_every_notebook_executed_without_errors(built):
         assert (built / "chapters" / f"{name}.run.json").is_file()
 
 
+@pytest.mark.slow
 def test_every_chapter_page_is_in_the_toc_and_built(built):
     toc = yaml.safe_load((built / "_toc.yml").read_text())
     files = [entry["file"] for entry in toc["chapters"]]
@@ -78,22 +122,31 @@ def test_every_chapter_page_is_in_the_toc_and_built(built):
 
 
 def _expected_figures_and_tables(nb: nbformat.NotebookNode) -> tuple[int, int]:
-    """Images and tables a chapter must show: displayed outputs, glued figures, Markdown tables."""
+    """Images and tables a chapter must show: displayed outputs, glued images, Markdown tables."""
+    glued_images = {}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            record = out.get("metadata", {}).get("scrapbook")
+            if record:
+                glued_images[record["name"]] = any("image/" in mime for mime in out.get("data", {}))
     figures = tables = 0
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            figures += len(re.findall(r"```\{glue:figure\}", cell.source))
+            for name in re.findall(r"```\{glue:figure\}\s*(\S+)", cell.source):
+                assert name in glued_images, f"{{glue:figure}} {name}: nothing glued under that name"
+                figures += glued_images[name]  # a glued text (e.g. "not run in this profile") is no image
             tables += len(re.findall(r"^\|[-:| ]+\|\s*$", cell.source, flags=re.M))
             continue
         for out in cell.get("outputs", []):
             if "scrapbook" in out.get("metadata", {}):
-                continue  # glued with display=False: shown where the text refers to it
+                continue  # glued: shown where the text refers to it
             data = out.get("data", {})
             figures += "image/png" in data or "image/svg+xml" in data
             tables += "<table" in data.get("text/html", "")
     return figures, tables
 
 
+@pytest.mark.slow
 def test_each_figure_and_table_is_in_the_html(built):
     html_dir = built / "_build" / "html"
     for name in chapter_names():
@@ -112,12 +165,14 @@ def test_each_figure_and_table_is_in_the_html(built):
     assert "glue:" not in re.sub(r"<pre.*?</pre>", "", page, flags=re.S)
 
 
+@pytest.mark.slow
 def test_environment_page_lists_each_notebook_with_its_time(built):
     page = (built / "chapters" / "environment.md").read_text()
     for name in chapter_names():
         assert re.search(rf"\| {name} \| (ran|unchanged) \| [0-9T:-]+Z \| [0-9.]+ \|", page), name
 
 
+@pytest.mark.slow
 def test_second_run_skips_every_notebook(built):
     for name in chapter_names():
         executed_at = (built / "chapters" / f"{name}.ipynb").stat().st_mtime
@@ -126,6 +181,7 @@ def test_second_run_skips_every_notebook(built):
     assert "| ran |" not in page and "| unchanged |" in page
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CHROMIUM.is_file(), reason="Debian chromium not installed (tools/system_packages.sh)")
 def test_browser_check_kept_a_screenshot(built):
     shot = built / "_build" / "browser-check" / "results.png"
@@ -133,6 +189,7 @@ def test_browser_check_kept_a_screenshot(built):
     assert shot.stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_results_page_labels_paper_figures_and_the_run_that_made_ours(built):
     """Issue 5: measured figures beside the paper's, with profile, backbone, seed and date of the run."""
     page = built / "_build" / "html" / "chapters" / "04_davr_results.html"

@@ -27,15 +27,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from ausil_lite.audio import SAMPLE_RATE, peak_normalise
 from ausil_lite.config import config_from_dict
 from ausil_lite.datasets import transforms as T
 from ausil_lite.datasets.davr_mini import load_davr_mini
+from ausil_lite.datasets.sources import read_window
 from ausil_lite.datasets.training import TrainingPool
 from ausil_lite.features import BACKBONES, ExtractionConfig, FeatureExtractor
 from ausil_lite.paths import data_root
-from ausil_lite.selfsup import SelfSupConfig, clips_from_videos, train_selfsup
+from ausil_lite.selfsup import SelfSupConfig, train_selfsup
 from ausil_lite.similarity.model import AuSiL
 from ausil_lite.store import ExtractionSummary, FeatureStore, extract_videos
 from ausil_lite.training import (
@@ -47,7 +50,6 @@ from ausil_lite.training import (
     train,
     triplet_source_from_pool,
 )
-from ausil_lite.video_list import read_video_list
 
 Log = Callable[[str], None]
 
@@ -173,8 +175,7 @@ def train_backbone(config: PipelineConfig, log: Log | None = print) -> Path:
     stores and models record that name, so a later retraining can never pass its weights off as the
     ones that made existing descriptors (the store refuses another ``weights`` path).
     """
-    tracks = read_video_list(config.benchmark_root / "train.txt")
-    clips = clips_from_videos(tracks, max_seconds=config.selfsup_clip_s)
+    clips = training_clips(TrainingPool.from_benchmark(config.benchmark_root), config.selfsup_clip_s)
     weights = train_selfsup(config.selfsup_config(), clips, config.selfsup_dir, log=log)
     snapshot = weights.with_name(f"backbone-{file_digest(weights)[:12]}.pt")
     if not snapshot.is_file():
@@ -182,6 +183,19 @@ def train_backbone(config: PipelineConfig, log: Log | None = print) -> Path:
         shutil.copyfile(weights, tmp)
         tmp.replace(snapshot)
     return snapshot
+
+
+def training_clips(pool: TrainingPool, clip_s: float) -> dict[str, np.ndarray]:
+    """The middle ``clip_s`` seconds of each training track, peak-normalised (id -> 44.1 kHz mono).
+
+    Only the window is decoded (the music tracks run to several minutes), which keeps a short run short.
+    """
+    clips = {}
+    for track in pool.tracks:
+        length = min(clip_s, track.duration_s)
+        start = round(max(track.duration_s - length, 0.0) / 2, 3)
+        clips[track.id] = peak_normalise(read_window(track.path, start, length, SAMPLE_RATE), track.path)
+    return clips
 
 
 def extraction_config(config: PipelineConfig, backbone: str, selfsup_weights: str | Path | None = None) -> ExtractionConfig:
@@ -196,11 +210,22 @@ def extraction_config(config: PipelineConfig, backbone: str, selfsup_weights: st
 def extract_benchmark(
     config: PipelineConfig, extraction: ExtractionConfig, progress: bool = True
 ) -> tuple[FeatureStore, ExtractionSummary]:
-    """Descriptors of every query and database video of the benchmark, into the backbone's store
-    (resumable; undecodable videos are recorded as failed in the store's index, not raised)."""
+    """Descriptors of every query and database video of the benchmark, into the backbone's store.
+
+    Resumable: stored videos are skipped. Videos that failed before are tried again (a benchmark
+    whose media were being remade fails as "file not found" meanwhile); a video that still cannot
+    be decoded is recorded as failed, with its reason, in the store's index.
+    """
     bench = load_davr_mini(config.benchmark_root, config.profile)
+    missing = bench.missing()
+    if missing:
+        raise FileNotFoundError(
+            f"{config.benchmark_root}: {len(missing)} videos have no media (e.g. {missing[0]}); finish the build "
+            f"with `ausil-lite build-benchmark --profile {config.profile}` first"
+        )
     store = FeatureStore(config.store_dir(extraction.backbone))
-    summary = extract_videos(bench.videos(), store, extraction, workers=config.workers, progress=progress)
+    summary = extract_videos(bench.videos(), store, extraction, workers=config.workers, retry_failed=True,
+                             progress=progress)
     return store, summary
 
 

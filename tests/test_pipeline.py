@@ -117,3 +117,17 @@ def test_other_settings_in_a_used_folder_raise_naming_it(benchmark):
     with pytest.raises(StoreError, match="made with"):
         train_all(dataclasses.replace(config, seed=1), log=None, progress=False)
     assert store.ids()
+
+
+@pytest.mark.slow
+def test_a_benchmark_with_missing_media_is_refused_before_extraction(benchmark, tmp_path):
+    import shutil
+
+    copy = tmp_path / "bench"
+    shutil.copytree(benchmark / "bench", copy)
+    victim = sorted((copy / "media").iterdir())[0]
+    victim.unlink()
+    config = tiny_config(benchmark, benchmark_dir=str(copy), features_dir=str(tmp_path / "features"), backbones="random")
+    with pytest.raises(FileNotFoundError, match=f"1 videos have no media \\(e.g. {victim.stem}\\)"):
+        train_all(config, log=None, progress=False)
+    assert not (tmp_path / "features" / "random").exists()

@@ -27,13 +27,15 @@ import hashlib
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from ausil_lite.baselines import make_baseline
@@ -45,7 +47,16 @@ from ausil_lite.errors import AudioError
 from ausil_lite.evaluation import read_similarities, write_similarities
 from ausil_lite.features import BACKBONES, ExtractionConfig
 from ausil_lite.paths import REPO_ROOT
-from ausil_lite.similarity.model import CONFIG_FILE, WEIGHTS_FILE, WHITENING_FILE, load_model, read_provenance
+from ausil_lite.similarity.model import (
+    CONFIG_FILE,
+    MIN_QUERY_SEGMENTS,
+    WEIGHTS_FILE,
+    WHITENING_FILE,
+    AuSiL,
+    load_model,
+    read_provenance,
+    repeat_short,
+)
 from ausil_lite.similarity.scoring import score_database
 from ausil_lite.store import FeatureStore
 
@@ -210,26 +221,54 @@ def input_key(method: Method, benchmark: Benchmark) -> str:
 # --- scoring -----------------------------------------------------------------------------------------------
 
 
+EMBED_ROWS = 4096
+"""Segments whitened in one matrix product when preparing many videos (about 40 MB of float32 at 2528 dims)."""
+
+
+def embed_videos(model: AuSiL, videos: Iterable[np.ndarray]) -> Iterator[torch.Tensor]:
+    """``model.embed`` of each video's descriptors, in order, computed over concatenated segments.
+
+    Whitening and attention act on each segment alone, so one large matrix product gives the same
+    rows as one product per video, several times faster on a CPU than hundreds of small ones. Videos
+    are read lazily and embedded about :data:`EMBED_ROWS` segments at a time, so memory stays bounded.
+    """
+    pending: list[np.ndarray] = []
+
+    def flush() -> list[torch.Tensor]:
+        batch = torch.as_tensor(np.concatenate(pending), dtype=torch.float32, device=model.device)
+        with torch.inference_mode():
+            parts = list(torch.split(model.embed(batch), [len(v) for v in pending]))
+        pending.clear()
+        return parts
+
+    for video in videos:
+        if pending and sum(map(len, pending)) + len(video) > EMBED_ROWS:
+            yield from flush()
+        pending.append(np.asarray(video, dtype=np.float32))
+    if pending:
+        yield from flush()
+
+
 def _score_ausil(method: Method, benchmark: Benchmark, device: str | None) -> tuple[dict, dict[str, str]]:
+    """As :meth:`AuSiL.prepare` then :func:`score_database`: database videos repeated to at least 10
+    segments (after embedding, which acts per segment), queries shorter than 4 segments skipped."""
     model = load_model(method.model_dir, device)
     store = FeatureStore(method.features_dir)
     stored = set(store.ids())
-    failed: dict[str, str] = {}
+    failed = {v: "no descriptors in the store" for v in dict.fromkeys(benchmark.query_ids + benchmark.database_ids)
+              if v not in stored}
+    query_ids = [v for v in benchmark.query_ids if v in stored]
     queries = []
-    for vid in benchmark.query_ids:
-        if vid not in stored:
-            failed[vid] = "no descriptors in the store"
-            continue
-        try:
-            queries.append((vid, model.prepare(store.load(vid), "query")))
-        except ValueError as exc:  # a query shorter than the comparator's minimum
-            failed[vid] = str(exc)
+    for vid, embedded in zip(query_ids, embed_videos(model, (store.load(v) for v in query_ids))):
+        if len(embedded) < MIN_QUERY_SEGMENTS:
+            failed[vid] = f"a query needs at least {MIN_QUERY_SEGMENTS} segments, this one has {len(embedded)}"
+        else:
+            queries.append((vid, embedded))
     if not queries:
         raise ValueError(f"{method.name}: no query of {benchmark.name} can be scored: {failed}")
-    for vid in benchmark.database_ids:
-        if vid not in stored:
-            failed[vid] = "no descriptors in the store"
-    database = ((vid, model.prepare(store.load(vid), "database")) for vid in benchmark.database_ids if vid in stored)
+    database_ids = [v for v in benchmark.database_ids if v in stored]
+    embedded = embed_videos(model, (store.load(v) for v in database_ids))
+    database = ((vid, repeat_short(e)) for vid, e in zip(database_ids, embedded))
     return score_database(model, queries, database), failed
 
 

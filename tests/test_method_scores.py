@@ -13,7 +13,7 @@ from ausil_lite.datasets.benchmark import Benchmark
 from ausil_lite.evaluation import evaluate_benchmark
 from ausil_lite.features import ExtractionConfig
 from ausil_lite.method_scores import cache_name, plan_methods, score_method
-from ausil_lite.similarity.model import AuSiL
+from ausil_lite.similarity.model import AuSiL, load_model
 from ausil_lite.store import FeatureStore
 from ausil_lite.whitening import PCAWhitening
 
@@ -136,3 +136,17 @@ def test_media_baseline_fingerprints_in_threads_and_refreshes_a_rerendered_file(
     redone = score_method(method, bench, tmp_path / "landmark.json", workers=2)
     assert not redone.reused
     assert (tmp_path / "cache" / "landmark" / f"{cache_name('n1', paths['n1'])}.npz").is_file()
+
+
+def test_batched_ausil_scores_equal_the_model_pair_by_pair(tmp_path):
+    store = fake_store(tmp_path / "features" / "random")
+    store.save("n3", descriptors(7, segments=3), "n3.mp4", 3.0)  # shorter than 10: repeated as a database video
+    store.save("q3", descriptors(8, segments=2), "q3.mp4", 2.0)  # shorter than 4: cannot be a query
+    save_model(tmp_path / "models" / "ausil-random", ExtractionConfig())
+    bench = Benchmark("toy", {"q1": {"DA": ["p1"]}, "q3": {"DA": ["n1"]}}, ["q1", "q3"], ["p1", "n1", "n3"])
+    plan = plan_methods(tmp_path / "features", tmp_path / "models", tmp_path / "cache", bench, media_baselines=())
+    result = score_method(plan.methods[0], bench, tmp_path / "ausil.json")
+    model = load_model(tmp_path / "models" / "ausil-random", "cpu")
+    for video in ("p1", "n1", "n3"):
+        assert result.similarities["q1"][video] == pytest.approx(model.similarity(store.load("q1"), store.load(video)), abs=1e-5)
+    assert set(result.similarities) == {"q1"} and "at least 4 segments" in result.meta["failed"]["q3"]

@@ -322,7 +322,7 @@ def test_toc_lists_the_chapters_in_order_between_front_and_back_pages():
 
 
 def test_environment_page_shows_each_notebook_time_and_packages():
-    env = {"python": "3.11.0", "platform": "Linux", "cpu_count": 2, "device": "CPU", "git_commit": "abc",
+    env = {"python": "3.11.0", "platform": "Linux", "cpu_count": 2, "load": (1.0, 2.5, 3.0), "device": "CPU", "git_commit": "abc",
            "packages": {"torch": "9.9"}}
     runs = [NotebookRun("01_a", "ran", 12.25, "2026-01-01T00:00:00Z", Path("x"), {"profile": "ci", "seed": 3}),
             NotebookRun("02_b", "unchanged", 3.0, "2025-12-31T00:00:00Z", Path("y"), {})]
@@ -331,4 +331,5 @@ def test_environment_page_shows_each_notebook_time_and_packages():
     assert "| 02_b | unchanged | 2025-12-31T00:00:00Z | 3.0 |" in page
     assert "**15.2**" in page or "**15.3**" in page
     assert "| 01_a | `profile = 'ci'`, `seed = 3` |" in page and "| 02_b | (the notebook's defaults) |" in page
+    assert "| Load average (1, 5, 15 min) when written | 1.0, 2.5, 3.0 |" in page
     assert "| torch | 9.9 |" in page and "`ci`" in page and "| Device | CPU |" in page

@@ -62,6 +62,7 @@ def environment_record() -> dict:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "load": os.getloadavg(),  # other work on the machine stretches the run times below
         "device": device,
         "git_commit": git_commit(),
         "packages": versions,
@@ -84,6 +85,7 @@ def environment_markdown(env: dict, runs: list[NotebookRun], profile: str, date:
         f"| Python | {env['python']} |",
         f"| Platform | {env['platform']} |",
         f"| CPU cores | {env['cpu_count']} |",
+        "| Load average (1, 5, 15 min) when written | " + ", ".join(f"{x:.1f}" for x in env["load"]) + " |",
         f"| Device | {env['device']} |",
         f"| Git commit | `{env['git_commit']}` |",
         "",

@@ -38,7 +38,7 @@ CLIPS = {f"clip{i}": tones(10 + i) for i in range(8)}
 # 10 steps of 4 windows: enough for the fixed probe batch's loss to fall on this seed (measured 3.8 -> 2.4)
 TINY = SelfSupConfig(
     epochs=2, steps_per_epoch=5, batch_size=4, learning_rate=1e-3, temperature=0.2,
-    projection_hidden=64, projection_dim=32, probe_size=16, bn_batches=1,
+    projection_hidden=64, projection_dim=32, probe_size=16,
 )
 
 
@@ -60,13 +60,15 @@ def test_short_run_lowers_the_loss_and_saves_a_loadable_backbone(tmp_path):
     assert "layer1.0.weight" in state
     assert torch.equal(model.state_dict()["layer18.0.weight"], state["layer18.0.weight"])
     assert not torch.equal(state["layer1.0.weight"], load_backbone(device="cpu").state_dict()["layer1.0.weight"])
+    # frozen batch norm (the default): extraction normalises with the initial statistics, as training did
+    assert torch.equal(state["layer5.1.running_var"], torch.ones(32)) and not state["layer5.1.running_mean"].any()
     checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert checkpoint["config"]["learning_rate"] == TINY.learning_rate and checkpoint["seed"] == TINY.seed
     assert checkpoint["git_commit"] and checkpoint["clip_ids"] == sorted(CLIPS)
 
 
 def test_resume_continues_and_refuses_other_settings(tmp_path):
-    one = SelfSupConfig(epochs=1, steps_per_epoch=1, batch_size=2, projection_hidden=16, projection_dim=8, probe_size=2, bn_batches=1)
+    one = SelfSupConfig(epochs=1, steps_per_epoch=1, batch_size=2, projection_hidden=16, projection_dim=8, probe_size=2)
     train_selfsup(one, CLIPS, tmp_path, augment=gain_and_noise, log=None)
     first = torch.load(tmp_path / "backbone.pt", weights_only=True)
     two = SelfSupConfig(**{**one.__dict__, "epochs": 2})
@@ -87,6 +89,8 @@ def test_bad_training_input_is_refused(tmp_path):
         train_selfsup(TINY, {"quiet": np.zeros(5 * 44_100, np.float32)}, tmp_path, augment=gain_and_noise)
     with pytest.raises(ValueError, match="batch_size"):
         SelfSupConfig(batch_size=1)
+    with pytest.raises(ValueError, match="freeze_batch_norm"):
+        SelfSupConfig(bn_batches=2)
 
 
 def test_default_augment_uses_the_dataset_transforms():
@@ -115,3 +119,10 @@ def test_batches_do_not_depend_on_augmentation_threads():
     assert serial[0].shape == (TINY.batch_size, 1, 174, 128)
     assert torch.equal(serial[0], threaded[0]) and torch.equal(serial[1], threaded[1])
     assert not torch.equal(serial[0], serial[1])
+
+
+def test_unfrozen_batch_norm_is_recalibrated(tmp_path):
+    config = SelfSupConfig(epochs=1, steps_per_epoch=1, batch_size=2, projection_hidden=16, projection_dim=8,
+                           probe_size=2, freeze_batch_norm=False, bn_batches=1)
+    state = torch.load(train_selfsup(config, CLIPS, tmp_path, augment=gain_and_noise, log=None), weights_only=True)
+    assert not torch.equal(state["layer5.1.running_var"], torch.ones(32))

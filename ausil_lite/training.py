@@ -264,7 +264,10 @@ def _epoch_triplets(model: AuSiL, data: _WhitenedSource, config: TrainingConfig,
 
 def _batch_loss(model: AuSiL, batch, config: TrainingConfig) -> dict[str, torch.Tensor]:
     def embedded(videos, repeat: bool):
-        return pad_sequences([model.attention(repeat_short(v) if repeat else v) for v in videos])
+        # pad the (fixed) whitened descriptors first, then weight the batch: padding rows stay zero
+        # and the backward pass never copies per-sequence slices of the gradient
+        batch, lengths = pad_sequences([repeat_short(v) if repeat else v for v in videos])
+        return model.attention(batch), lengths
 
     anchors, a_len = embedded([t[0] for t in batch], repeat=False)
     positives, p_len = embedded([t[1] for t in batch], repeat=True)

@@ -24,7 +24,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import resource
 import shutil
 import tempfile
 import time
@@ -180,10 +179,19 @@ def stage1_recall(candidates: dict[str, list[str]], positives: dict[str, set[str
     return found / sum(len(positives[q]) for q in candidates)
 
 
+def _memory_mb(field: str) -> float:
+    """``VmHWM`` (peak) or ``VmRSS`` (now) of this process in MB. Not ``ru_maxrss``: that keeps the
+    peak of the parent a spawned process was forked from. Mapped stage-2 pages that were read count."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
 def _query_child(args) -> dict:
     """In a fresh process: open the index, run every query ``repeat`` times; latency, memory, recall."""
     root, queries, positives, config, repeat = args
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base_rss = _memory_mb("VmRSS")
     clock = time.perf_counter()
     searcher = Searcher(SearchIndex.open(root, verify="none"))
     open_s = time.perf_counter() - clock
@@ -206,8 +214,8 @@ def _query_child(args) -> dict:
         "cpu_s": {"median": float(np.median(cpu)), "p95": float(np.percentile(cpu, 95))},
         "stage1_ms_median": float(np.median(stage1_ms)),
         "open_s": open_s,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "rss_before_open_mb": base_rss / 1024,
+        "peak_rss_mb": _memory_mb("VmHWM"),
+        "rss_before_open_mb": base_rss,
         "stage1_recall": stage1_recall(candidates, positives),
         "map_top": float(np.mean(aps)),
     }
@@ -232,6 +240,25 @@ def exact_stage1_recall(root: Path, queries, positives, config: QueryConfig) -> 
                                     config.neighbours, config.candidates, config.nprobe)
         candidates[q] = index.videos["id"].to_numpy()[found].tolist()
     return stage1_recall(candidates, positives)
+
+
+def nprobe_sweep(root: Path, queries, positives, config: QueryConfig, values: list[int]) -> list[dict]:
+    """Stage-1 recall and time against the inverted lists scanned per query segment (IVF indexes)."""
+    index = SearchIndex.open(root, verify="none")
+    dim = index.manifest["dims"]["stage1"]
+    whitened = {q: compact(index.whitening.transform(x), dim) for q, x in queries.items()}
+    rows = []
+    with single_threaded():
+        for nprobe in values:
+            candidates, times = {}, []
+            for q, x in whitened.items():
+                clock = time.process_time()
+                found, _ = candidate_videos(index.stage1, x, index.offsets, config.neighbours, config.candidates, nprobe)
+                times.append(time.process_time() - clock)
+                candidates[q] = index.videos["id"].to_numpy()[found].tolist()
+            rows.append({"nprobe": nprobe, "stage1_recall": stage1_recall(candidates, positives),
+                         "stage1_cpu_ms_median": 1e3 * float(np.median(times))})
+    return rows
 
 
 def index_bytes(root: Path) -> dict:
@@ -284,10 +311,16 @@ def measure_compression(real: SearchIndex, work: Path, n_videos: int, segments: 
     return rows
 
 
-def choose(rows: list[dict], exact_recall: float) -> dict:
-    """The fewest bytes per segment among variants keeping 99% of the exact scan's recall."""
-    good = [r for r in rows if r["stage1_recall"] >= 0.99 * exact_recall and r["dim"] == 64]
-    return min(good or rows, key=lambda r: (r["bytes_per_segment"], r["stage1_ms_median"]))
+def choose(rows: list[dict]) -> dict:
+    """The fewest bytes per segment among the 64-dimensional inverted-file variants whose recall is at
+    least 0.99 of IVF-SQ8's (same lists and nprobe, near-lossless codes: the loss is the compression's).
+
+    Exhaustive scans are the recall ceiling but do not meet the latency target at 100k videos; the
+    inverted file's own loss is measured separately by the nprobe sweep.
+    """
+    reference = next(r for r in rows if r["name"] == "ivf-sq8-d64")["stage1_recall"]
+    good = [r for r in rows if r["factory"].startswith("IVF") and r["dim"] == 64 and r["stage1_recall"] >= 0.99 * reference]
+    return min(good, key=lambda r: (r["bytes_per_segment"], r["stage1_ms_median"]))
 
 
 # --- Dask extraction throughput -------------------------------------------------------------------------------
@@ -323,6 +356,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--output", type=Path, default=data_root() / "results" / "search_scale.json")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--nprobe-sweep", default="16,32,64,128,256", help="nprobe values tried on IVF indexes ('' skips)")
     parser.add_argument("--threads", type=int, default=1,
                         help="FAISS threads for building (1: on a shared machine more threads mostly wait)")
     args = parser.parse_args()
@@ -350,10 +384,9 @@ def main() -> None:
 
         print(f"\nstage-1 compression on {args.compression_size} videos (DAVR-mini + synthetic):")
         rows = measure_compression(real, work, args.compression_size, args.segments, rho, queries, positives, config, args.seed)
-        exact = next(r for r in rows if r["name"] == "flat-d64")["stage1_recall"]
-        chosen = choose(rows, exact)
+        chosen = choose(rows)
         report["compression"] = {"database_videos": args.compression_size, "variants": rows, "chosen": chosen["name"],
-                                 "rule": "fewest bytes/segment at 64 dims with recall >= 0.99 x the exact scan's"}
+                                 "rule": "fewest bytes/segment among 64-dim IVF variants with recall >= 0.99 x IVF-SQ8's"}
         print(f"  chosen: {chosen['name']}")
         shutil.rmtree(work / "compression-base")
 
@@ -366,6 +399,12 @@ def main() -> None:
             built = build_scaled_index(real, root, size, args.segments, rho, stage1, args.seed)
             measured = query_in_child(root, queries, positives, config, args.repeat)
             measured["stage1_recall_exact_scan"] = exact_stage1_recall(root, queries, positives, config)
+            if "IVF" in built["factory"] and args.nprobe_sweep:
+                measured["nprobe_sweep"] = nprobe_sweep(root, queries, positives, config,
+                                                        [int(v) for v in args.nprobe_sweep.split(",")])
+                print("        nprobe sweep: " + ", ".join(
+                    f"{r['nprobe']}: recall {r['stage1_recall']:.3f} ({r['stage1_cpu_ms_median']:.0f} ms cpu)"
+                    for r in measured["nprobe_sweep"]))
             row = {"videos": max(size, len(real.videos)), "real_videos": len(real.videos),
                    "synthetic_videos": max(0, size - len(real.videos)), **built, **index_bytes(root), **measured}
             report["scale"].append(row)

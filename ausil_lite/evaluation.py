@@ -36,7 +36,7 @@ RECALL_LEVELS = np.arange(21) * 0.05
 
 
 class FormatError(InputError, ValueError):
-    """A similarity, annotation or id file that is missing or not in the expected format (names the file)."""
+    """A similarity file that is missing or not in the expected format (names the file)."""
 
 
 Similarities = Mapping[str, Mapping[str, float]]
@@ -177,30 +177,12 @@ def evaluate(
     )
 
 
-def _read_json(path: str | Path):
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FormatError(f"{path}: cannot read JSON ({exc})") from exc
-
-
-def evaluate_benchmark(
-    similarities: Similarities,
-    benchmark,
-    labels: Sequence[str] | None = None,
-    convention: str = "keep",
-    available: Iterable[str] | None = None,
-) -> Evaluation:
-    """:func:`evaluate` on a :class:`ausil_lite.datasets.benchmark.Benchmark`: its evaluated queries,
-    its database plus the queries as the dataset, its primary label unless ``labels`` says otherwise."""
-    annotations = {q: benchmark.annotations[q] for q in benchmark.query_ids}
-    dataset = list(dict.fromkeys([*benchmark.query_ids, *benchmark.database_ids]))
-    return evaluate(similarities, annotations, labels or [benchmark.primary_label], dataset, convention, available)
-
-
 def read_similarities(path: str | Path) -> dict[str, dict[str, float]]:
     """The original's similarity file: JSON ``{query_id: {video_id: similarity}}``."""
-    data = _read_json(path)
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FormatError(f"{path}: cannot read JSON ({exc})") from exc
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise FormatError(f"{path}: expected a JSON object {{query: {{video: similarity}}}}")
     return data
@@ -213,23 +195,3 @@ def write_similarities(path: str | Path, similarities: Similarities) -> Path:
     plain = {q: {v: float(s) for v, s in r.items()} for q, r in similarities.items()}
     path.write_text(json.dumps(plain, indent=1) + "\n", encoding="utf-8")
     return path
-
-
-def read_annotations(path: str | Path) -> dict[str, dict[str, list[str]]]:
-    """The FIVR annotation file: JSON ``{query_id: {label: [video ids]}}`` (audio duplicates: ``DA``)."""
-    data = _read_json(path)
-    ok = isinstance(data, dict) and all(
-        isinstance(sets, dict) and all(isinstance(ids, list) for ids in sets.values()) for sets in data.values()
-    )
-    if not ok:
-        raise FormatError(f"{path}: expected a JSON object {{query: {{label: [video ids]}}}}")
-    return data
-
-
-def read_dataset_ids(path: str | Path) -> list[str]:
-    """A dataset id list: one id per line (blank lines ignored)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FormatError(f"{path}: cannot read the id list ({exc})") from exc
-    return [line.strip() for line in text.splitlines() if line.strip()]

@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ausil_lite.datasets.benchmark import read_annotation_json, read_id_list
 from ausil_lite.evaluation import (
     CONVENTIONS,
     RECALL_LEVELS,
@@ -11,8 +12,6 @@ from ausil_lite.evaluation import (
     evaluate_benchmark,
     evaluate,
     interpolated_precision,
-    read_annotations,
-    read_dataset_ids,
     read_similarities,
     write_similarities,
 )
@@ -112,16 +111,12 @@ def test_pr_curve_of_evaluation_pads_missing_videos_with_zero():
     assert result.per_query()["average_precision"].iloc[0] == pytest.approx(result.mean_ap)
 
 
-def test_file_formats_round_trip(tmp_path):
+def test_similarity_file_round_trips(tmp_path):
     path = write_similarities(tmp_path / "s.json", {"q": {"a": np.float32(0.5)}})
     assert read_similarities(path) == {"q": {"a": 0.5}}
-    (tmp_path / "a.json").write_text(json.dumps(ANNOTATIONS))
-    assert read_annotations(tmp_path / "a.json") == ANNOTATIONS
-    (tmp_path / "ids.txt").write_text("q\na\n\nb\n")
-    assert read_dataset_ids(tmp_path / "ids.txt") == ["q", "a", "b"]
     (tmp_path / "bad.json").write_text(json.dumps({"q": ["a"]}))
     with pytest.raises(ValueError, match="bad.json"):
-        read_annotations(tmp_path / "bad.json")
+        read_similarities(tmp_path / "bad.json")
 
 
 def test_evaluate_benchmark_uses_queries_database_and_primary_label():
@@ -140,8 +135,8 @@ FIVR = Path(__file__).resolve().parents[2] / "shared" / "data" / "fivr200k"
 
 @pytest.mark.skipif(not (FIVR / "annotation.json").is_file(), reason="FIVR-200K annotations not in ../shared")
 def test_fivr_alpha_conventions_on_the_real_annotation_file():
-    annotations = read_annotations(FIVR / "annotation.json")
-    dataset = read_dataset_ids(FIVR / "youtube_ids.txt")
+    annotations = read_annotation_json(FIVR / "annotation.json")
+    dataset = read_id_list(FIVR / "youtube_ids.txt")
     rng = np.random.default_rng(0)
     # a perfect system that could not obtain a random fifth of each query's audio duplicates
     sims = {}

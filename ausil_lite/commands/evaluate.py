@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ausil_lite.evaluation import CONVENTIONS, evaluate, read_annotations, read_dataset_ids, read_similarities
+from ausil_lite.datasets.benchmark import read_annotation_json, read_id_list
+from ausil_lite.evaluation import CONVENTIONS, evaluate, read_similarities
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,11 +36,11 @@ def run(args: argparse.Namespace) -> int:
     labels = [label for label in args.relevant_labels.split(",") if label]
     result = evaluate(
         read_similarities(args.similarities),
-        read_annotations(args.annotations),
+        read_annotation_json(args.annotations),
         labels,
-        read_dataset_ids(args.dataset_ids),
+        read_id_list(args.dataset_ids),
         convention=args.convention,
-        available=None if args.available is None else read_dataset_ids(args.available),
+        available=None if args.available is None else read_id_list(args.available),
     )
     for query, reason in result.skipped.items():
         print(f"WARNING: query {query} skipped: {reason}", file=sys.stderr)

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ausil_lite.audio import SAMPLE_RATE, SILENCE_PEAK, load_audio
+from ausil_lite.audio import SAMPLE_RATE, SILENCE_PEAK
 from ausil_lite.backbone import MAC_DIM, KumarCNN, load_backbone
 from ausil_lite.config import provenance
 from ausil_lite.errors import InputError
@@ -143,22 +143,6 @@ def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tenso
     n = a.shape[0]
     target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
     return F.cross_entropy(logits, target)
-
-
-def clips_from_videos(videos: Sequence[tuple[str, str | Path]], max_seconds: float | None = None) -> dict[str, np.ndarray]:
-    """Training clips (id -> 44.1 kHz mono) from ``id path`` pairs, e.g. DAVR-mini's ``train.txt``
-    read with :func:`ausil_lite.video_list.read_video_list`. ``max_seconds`` keeps the middle of longer
-    recordings, bounding memory (a minute is 10 MB). Unreadable files raise, naming the file: a
-    training set must not shrink silently."""
-    clips = {}
-    for video_id, path in videos:
-        samples = load_audio(path)
-        if max_seconds is not None and samples.size > max_seconds * SAMPLE_RATE:
-            keep = int(max_seconds * SAMPLE_RATE)
-            start = (samples.size - keep) // 2
-            samples = samples[start : start + keep].copy()
-        clips[video_id] = samples
-    return clips
 
 
 def transforms_augment(

@@ -4,12 +4,9 @@ import pytest
 import torch
 
 from ausil_lite.backbone import load_backbone
-from ausil_lite.errors import MissingFileError
-from ausil_lite.media import write_media
 from ausil_lite.selfsup import (
     SelfSupConfig,
     SelfSupError,
-    clips_from_videos,
     draw_batch,
     nt_xent,
     train_selfsup,
@@ -100,16 +97,6 @@ def test_default_augment_uses_the_dataset_transforms():
     assert out.dtype == np.float32 and out.size != window.size  # speed changes the length
     with pytest.raises(ValueError, match="unknown transformation"):
         transforms_augment(CLIPS, families=("warp",))
-
-
-def test_clips_from_videos_reads_and_trims(tmp_path):
-    path = write_media(tmp_path / "a.wav", CLIPS["clip0"], 44_100)
-    clips = clips_from_videos([("a", path)], max_seconds=2.0)
-    assert list(clips) == ["a"] and clips["a"].size == 2 * 44_100
-    middle = CLIPS["clip0"][int(1.5 * 44_100) : int(3.5 * 44_100)]
-    assert np.corrcoef(clips["a"], middle)[0, 1] > 0.99
-    with pytest.raises(MissingFileError, match="gone.wav"):
-        clips_from_videos([("b", tmp_path / "gone.wav")])
 
 
 def test_batches_do_not_depend_on_augmentation_threads():

@@ -177,6 +177,20 @@ def evaluate(
     )
 
 
+def evaluate_benchmark(
+    similarities: Similarities,
+    benchmark,
+    labels: Sequence[str] | None = None,
+    convention: str = "keep",
+    available: Iterable[str] | None = None,
+) -> Evaluation:
+    """:func:`evaluate` on a :class:`ausil_lite.datasets.benchmark.Benchmark`: its evaluated queries,
+    its database plus the queries as the dataset, its primary label unless ``labels`` says otherwise."""
+    annotations = {q: benchmark.annotations[q] for q in benchmark.query_ids}
+    dataset = list(dict.fromkeys([*benchmark.query_ids, *benchmark.database_ids]))
+    return evaluate(similarities, annotations, labels or [benchmark.primary_label], dataset, convention, available)
+
+
 def read_similarities(path: str | Path) -> dict[str, dict[str, float]]:
     """The original's similarity file: JSON ``{query_id: {video_id: similarity}}``."""
     try:

@@ -17,8 +17,9 @@ Batch-norm layers are frozen by default: they keep normalising with the initial 
 (mean 0, variance 1, i.e. only their learnt scale and shift act), exactly as extraction runs the
 random backbone. Measured on 10 clips x 3 copies, that regime is what makes the random backbone's
 MAC descriptors robust to noise (chamfer mAP 0.87); the same random weights with their true
-batch statistics fall to 0.69, and so does a short unfrozen run. Training with frozen statistics
-starts from the good baseline and trains the network that will be deployed.
+batch statistics fall to 0.69, and so does a short unfrozen run (0.70). Training with frozen
+statistics starts from the good baseline and trains the network that will be deployed: 20 steps of 8
+pairs on other tracks raised chamfer mAP to 0.96 on the same set.
 
 Outputs under ``output_dir``: ``checkpoint.pt`` (model, head, optimiser, epoch, resolved config,
 seed, git commit, clip ids; rewritten after every epoch), ``backbone.pt`` (the backbone's state dict,

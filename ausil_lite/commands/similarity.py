@@ -24,6 +24,7 @@ from ausil_lite.similarity.model import read_provenance
 from ausil_lite.similarity.scoring import score_database
 from ausil_lite.video_list import read_video_list
 
+
 class FeatureFileError(InputError):
     """A ``.npy`` path that is missing or does not hold (segments, dims) descriptors."""
 

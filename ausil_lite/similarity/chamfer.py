@@ -7,7 +7,7 @@ score ignores time order and is asymmetric (it asks how much of the query is fou
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -38,23 +38,31 @@ def chamfer_similarity(
 
 
 class ChamferScorer:
-    """The untrained reference: chamfer similarity of L2-normalised raw descriptors (cosine, [-1, 1]).
+    """The untrained reference: chamfer similarity of L2-normalised descriptors (cosine, [-1, 1]).
 
-    Shares the scorer interface of :class:`ausil_lite.similarity.model.AuSiL` (``prepare`` a video
-    once, then ``score_many``), so the similarity command and notebooks treat both alike.
+    ``embed`` (optional) maps (N, D) descriptor tensors first, e.g. a trained model's ``embed``
+    (whitening + attention) for the ablation "AuSiL-lite without its comparator". Shares the scorer
+    interface of :class:`ausil_lite.similarity.model.AuSiL` (``prepare`` a video once, then
+    ``score_many``), so the similarity command and notebooks treat both alike.
     """
 
-    name = "chamfer"
-
-    def __init__(self, device: str | torch.device | None = None):
+    def __init__(
+        self,
+        device: str | torch.device | None = None,
+        embed: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        name: str = "chamfer",
+    ):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.embed = embed
+        self.name = name
 
+    @torch.inference_mode()
     def prepare(self, descriptors: np.ndarray, role: str = "database") -> torch.Tensor:
         """Unit-norm (N, D) tensor on the scorer's device; ``role`` is accepted for interface parity."""
         x = torch.as_tensor(np.asarray(descriptors, dtype=np.float32), device=self.device)
         if x.ndim != 2 or len(x) == 0:
             raise ValueError(f"expected (N, D) descriptors with N >= 1, got {tuple(x.shape)}")
-        return F.normalize(x, dim=-1)
+        return F.normalize(x if self.embed is None else self.embed(x), dim=-1)
 
     @torch.inference_mode()
     def score_many(self, query: torch.Tensor, candidates: Sequence[torch.Tensor]) -> np.ndarray:

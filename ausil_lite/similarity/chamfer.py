@@ -40,8 +40,10 @@ def chamfer_similarity(
 class ChamferScorer:
     """The untrained reference: chamfer similarity of L2-normalised descriptors (cosine, [-1, 1]).
 
-    ``embed`` (optional) maps (N, D) descriptor tensors first, e.g. a trained model's ``embed``
-    (whitening + attention) for the ablation "AuSiL-lite without its comparator". Shares the scorer
+    ``embed`` (optional) maps the normalised (N, D) descriptors before the similarity matrix, and
+    its output is used as is, e.g. a trained model's ``embed`` (whitening + attention) for the
+    ablation "AuSiL-lite without its comparator" (renormalising would cancel the attention
+    weights, which scale whole segment vectors). Shares the scorer
     interface of :class:`ausil_lite.similarity.model.AuSiL` (``prepare`` a video once, then
     ``score_many``), so the similarity command and notebooks treat both alike.
     """
@@ -58,11 +60,12 @@ class ChamferScorer:
 
     @torch.inference_mode()
     def prepare(self, descriptors: np.ndarray, role: str = "database") -> torch.Tensor:
-        """Unit-norm (N, D) tensor on the scorer's device; ``role`` is accepted for interface parity."""
+        """Unit-norm (N, D) tensor (then ``embed``-ed) on the scorer's device; ``role`` is for interface parity."""
         x = torch.as_tensor(np.asarray(descriptors, dtype=np.float32), device=self.device)
         if x.ndim != 2 or len(x) == 0:
             raise ValueError(f"expected (N, D) descriptors with N >= 1, got {tuple(x.shape)}")
-        return F.normalize(x if self.embed is None else self.embed(x), dim=-1)
+        x = F.normalize(x, dim=-1)
+        return x if self.embed is None else self.embed(x)
 
     @torch.inference_mode()
     def score_many(self, query: torch.Tensor, candidates: Sequence[torch.Tensor]) -> np.ndarray:

@@ -51,12 +51,12 @@ def test_chamfer_scorer_is_cosine_chamfer():
     assert scores[1] == pytest.approx((qn @ on.T).max(axis=1).mean(), abs=1e-6)
 
 
-def test_chamfer_scorer_applies_an_embedding_first():
+def test_chamfer_scorer_applies_an_embedding_after_normalising_and_keeps_its_scale():
     rng = np.random.default_rng(2)
     query, other = rng.normal(size=(4, 8)).astype(np.float32), rng.normal(size=(5, 8)).astype(np.float32)
-    halve = ChamferScorer("cpu", embed=lambda x: x[:, :4], name="first-half")
-    assert halve.name == "first-half"
-    qn = query[:, :4] / np.linalg.norm(query[:, :4], axis=1, keepdims=True)
-    on = other[:, :4] / np.linalg.norm(other[:, :4], axis=1, keepdims=True)
-    assert halve.score_many(halve.prepare(query), [halve.prepare(other)])[0] == pytest.approx(
-        (qn @ on.T).max(axis=1).mean(), abs=1e-6)
+    weigh = ChamferScorer("cpu", embed=lambda x: x * torch.arange(1, len(x) + 1)[:, None], name="weighted")
+    assert weigh.name == "weighted"
+    qn = query / np.linalg.norm(query, axis=1, keepdims=True) * np.arange(1, 5)[:, None]
+    on = other / np.linalg.norm(other, axis=1, keepdims=True) * np.arange(1, 6)[:, None]
+    assert weigh.score_many(weigh.prepare(query), [weigh.prepare(other)])[0] == pytest.approx(
+        (qn @ on.T).max(axis=1).mean(), rel=1e-5)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,10 @@ RECALL_LEVELS = np.arange(21) * 0.05
 
 class FormatError(InputError, ValueError):
     """A similarity file that is missing or not in the expected format (names the file)."""
+
+
+class EvaluationError(InputError, ValueError):
+    """Inputs that leave nothing to evaluate (e.g. no query is in the dataset id list)."""
 
 
 Similarities = Mapping[str, Mapping[str, float]]
@@ -165,7 +170,9 @@ def evaluate(
         curves.append(interpolated_precision(np.array(scores), np.array(targets)))
 
     if not aps:
-        raise ValueError(f"no query could be evaluated: {skipped}")
+        reasons = Counter(skipped.values())
+        summary = "; ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+        raise EvaluationError(f"no query could be evaluated ({summary}); e.g. {next(iter(skipped), None)!r}")
     return Evaluation(
         mean_ap=float(np.mean(list(aps.values()))),
         average_precisions=aps,

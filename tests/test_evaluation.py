@@ -8,6 +8,7 @@ from ausil_lite.datasets.benchmark import read_annotation_json, read_id_list
 from ausil_lite.evaluation import (
     CONVENTIONS,
     RECALL_LEVELS,
+    EvaluationError,
     average_precision,
     evaluate_benchmark,
     evaluate,
@@ -64,6 +65,9 @@ def test_skipped_queries_are_reported_not_scored():
     assert set(result.skipped) == {"absent", "n1", "outside"}
     assert "missing" in result.skipped["absent"] and "no relevant" in result.skipped["n1"]
     assert "not in the dataset" in result.skipped["outside"]
+    outside = {q: {"a": 1.0} for q in "xyz"}
+    with pytest.raises(EvaluationError, match="3 not in the dataset"):
+        evaluate(outside, {q: {"DA": ["a"]} for q in "xyz"}, ["DA"], DATASET)
 
 
 def test_ties_keep_file_order_and_nan_raises():

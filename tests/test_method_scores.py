@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from ausil_lite.backbone import MAC_DIM
+from ausil_lite.baselines.descriptors import ChamferBaseline
 from ausil_lite.datasets.benchmark import Benchmark
 from ausil_lite.evaluation import evaluate_benchmark
 from ausil_lite.features import ExtractionConfig
-from ausil_lite.method_scores import cache_name, plan_methods, score_method
+from ausil_lite.method_scores import cache_name, chamfer_scores, plan_methods, score_method
 from ausil_lite.similarity.model import AuSiL, load_model
 from ausil_lite.store import FeatureStore
 from ausil_lite.whitening import PCAWhitening
@@ -150,3 +151,16 @@ def test_batched_ausil_scores_equal_the_model_pair_by_pair(tmp_path):
     for video in ("p1", "n1", "n3"):
         assert result.similarities["q1"][video] == pytest.approx(model.similarity(store.load("q1"), store.load(video)), abs=1e-5)
     assert set(result.similarities) == {"q1"} and "at least 4 segments" in result.meta["failed"]["q3"]
+
+
+def test_batched_chamfer_equals_the_baseline_pair_by_pair():
+    baseline = ChamferBaseline()
+    rng = np.random.default_rng(3)
+    query = baseline.from_descriptors(np.abs(rng.standard_normal((7, MAC_DIM))))
+    database = [baseline.from_descriptors(np.abs(rng.standard_normal((n, MAC_DIM)))) for n in (1, 5, 12, 3)]
+    expected = [baseline.score(query, c) for c in database]
+    assert chamfer_scores(query, database) == pytest.approx(expected, abs=1e-5)
+    # chunks of at most one video each give the same numbers
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("ausil_lite.method_scores.CHAMFER_ROWS", 4)
+        assert chamfer_scores(query, database) == pytest.approx(expected, abs=1e-5)

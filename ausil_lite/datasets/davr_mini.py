@@ -15,7 +15,7 @@ the database are its labelled positives.
 A built benchmark, ``data_root()/davr-mini/<profile>/``::
 
     annotation.json   {query: {"DA": [positives], "ST": [same-track segments], "SP": [same-package tracks]}}
-    dataset_ids.txt   database ids, one a line (FIVR's shape)
+    dataset_ids.txt   every id, queries and database, one a line (FIVR's youtube_ids.txt shape)
     queries.txt       "id path" lines (paths relative to this folder)
     database.txt      "id path" lines
     items.csv         every item: role, query, label, family, params (JSON), speed, tempo, source window ...
@@ -399,7 +399,9 @@ def write_manifests(plan: Plan, root: Path, pool_rows: Sequence[SourceFile]) -> 
         if item.query:
             annotations[item.query].setdefault(item.label, []).append(item.id)
     write_annotation_json(root / "annotation.json", annotations)
-    write_id_list(root / "dataset_ids.txt", [i.id for i in database])
+    # every video of the dataset, queries included, as FIVR's youtube_ids.txt: the FIVR evaluation
+    # skips a query that is not in the dataset list
+    write_id_list(root / "dataset_ids.txt", sorted(i.id for i in plan.items))
     write_video_list(root / "queries.txt", [(i.id, i.path) for i in queries])
     write_video_list(root / "database.txt", [(i.id, i.path) for i in database])
     (root / "items.csv").write_text(_csv_text(item_table_rows(plan), TABLE_COLUMNS), encoding="utf-8")
@@ -591,7 +593,7 @@ def load_davr_mini(root: str | Path | None = None, profile: str = "ci") -> Bench
         raise SourcePoolError(f"{root}: no DAVR-mini here; build it with `ausil-lite build-benchmark --profile {profile}`")
     annotations = read_annotation_json(root / "annotation.json")
     queries = [vid for vid, _ in read_video_list(root / "queries.txt")]
-    database = read_id_list(root / "dataset_ids.txt")
+    database = [vid for vid, _ in read_video_list(root / "database.txt")]
     paths = {vid: p for vid, p in read_video_list(root / "queries.txt") + read_video_list(root / "database.txt") if p.is_file()}
     table = pd.read_csv(root / "items.csv", dtype=str, keep_default_na=False)
     for column in ("speed", "tempo", "start_s", "source_duration_s", "duration_s"):

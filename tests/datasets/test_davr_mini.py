@@ -271,3 +271,23 @@ def test_loading_checks_train_and_evaluation_stay_apart(small_build, tmp_path):
         fh.write(f"{track} somewhere.wav\n")
     with pytest.raises(SourcePoolError, match="training tracks also feed"):
         D.load_davr_mini(copy)
+
+
+@pytest.mark.slow
+def test_original_evaluate_command_scores_the_build(small_build, tmp_path, capsys):
+    """dataset_ids.txt lists the queries too (FIVR's shape), so the original protocol keeps every query."""
+    import json
+
+    from ausil_lite.cli import main
+
+    base = small_build[0] / "one"
+    bench = D.load_davr_mini(base)
+    ids = (base / "dataset_ids.txt").read_text().split()
+    assert set(ids) == set(bench.queries()) | set(bench.database())
+    # a perfect ranking: each query's positives first
+    sims = {q: {v: (1.0 if v in bench.relevant(q) else 0.0) for v in bench.database()} for q in bench.queries()}
+    (tmp_path / "S.json").write_text(json.dumps(sims))
+    code = main(["evaluate", "--similarities", str(tmp_path / "S.json"), "--annotations", str(base / "annotation.json"),
+                 "--dataset-ids", str(base / "dataset_ids.txt"), "--relevant-labels", "DA"])
+    assert code == 0
+    assert "1.0000" in capsys.readouterr().out

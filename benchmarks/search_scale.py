@@ -352,7 +352,7 @@ def main() -> None:
     parser.add_argument("--profile", default="ci", help="DAVR-mini profile (its build must exist)")
     parser.add_argument("--compression-size", type=int, default=10_000, help="database size of the compression choice")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each query")
-    parser.add_argument("--dask-videos", type=int, default=12, help="DAVR-mini videos extracted per Dask run (0: skip)")
+    parser.add_argument("--dask-videos", type=int, default=24, help="DAVR-mini videos extracted per Dask run (0: skip)")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--output", type=Path, default=data_root() / "results" / "search_scale.json")
     parser.add_argument("--seed", type=int, default=0)

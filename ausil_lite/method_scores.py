@@ -57,7 +57,8 @@ from ausil_lite.similarity.model import (
     read_provenance,
     repeat_short,
 )
-from ausil_lite.similarity.scoring import score_database
+from ausil_lite.similarity.matrix import pad_sequences
+from ausil_lite.similarity.scoring import CHUNK
 from ausil_lite.store import FeatureStore
 
 DESCRIPTOR_KINDS = ("ausil", "chamfer", "pooled")
@@ -270,7 +271,35 @@ def _score_ausil(method: Method, benchmark: Benchmark, device: str | None) -> tu
     database_ids = [v for v in benchmark.database_ids if v in stored]
     embedded = embed_videos(model, (store.load(v) for v in database_ids))
     database = ((vid, repeat_short(e)) for vid, e in zip(database_ids, embedded))
-    return score_database(model, queries, database), failed
+    return ausil_scores(model, queries, database), failed
+
+
+@torch.inference_mode()
+def ausil_scores(
+    model: AuSiL, queries: Sequence[tuple[str, torch.Tensor]], database: Iterable[tuple[str, torch.Tensor]]
+) -> dict[str, dict[str, float]]:
+    """:func:`ausil_lite.similarity.scoring.score_database` for an AuSiL model, with each chunk's
+    candidates padded once and shared by every query: one batched product per query and chunk gives
+    the similarity matrices (zero beyond each candidate's length, as the scorer's own padding), where
+    the scorer makes one small product per pair."""
+    similarities: dict[str, dict[str, float]] = {qid: {} for qid, _ in queries}
+    batch: list[tuple[str, torch.Tensor]] = []
+
+    def flush() -> None:
+        padded, lengths = pad_sequences([c for _, c in batch])
+        candidates = padded.transpose(1, 2)  # (B, dim, max Y)
+        for qid, query in queries:
+            scores, _ = model.compare_matrices(query @ candidates, torch.tensor([len(query)], device=query.device), lengths)
+            similarities[qid].update(zip((vid for vid, _ in batch), map(float, scores.cpu().numpy())))
+        batch.clear()
+
+    for item in database:
+        batch.append(item)
+        if len(batch) == CHUNK:
+            flush()
+    if batch:
+        flush()
+    return similarities
 
 
 CHAMFER_ROWS = 20_000

@@ -252,7 +252,7 @@ def embed_videos(model: AuSiL, videos: Iterable[np.ndarray]) -> Iterator[torch.T
 
 
 def _score_ausil(method: Method, benchmark: Benchmark, device: str | None) -> tuple[dict, dict[str, str]]:
-    """As :meth:`AuSiL.prepare` then :func:`score_database`: database videos repeated to at least 10
+    """As :meth:`AuSiL.prepare` then :func:`ausil_scores`: database videos repeated to at least 10
     segments (after embedding, which acts per segment), queries shorter than 4 segments skipped."""
     model = load_model(method.model_dir, device)
     store = FeatureStore(method.features_dir)

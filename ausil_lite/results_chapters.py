@@ -100,7 +100,8 @@ def paper_benchmark(name: str, root: str | Path) -> tuple[Benchmark | None, str]
               "SVD-alpha": ["annotation.json|metadata/test_groundtruth"]}[name]
     present = all(any((root / alt).is_file() for alt in need.split("|")) for need in needed)
     if not present:
-        return None, (f"no {name} annotation files at {root} ({', '.join(needed)}); its videos cannot be fetched "
+        files = ", ".join(n.replace("|", " or ") for n in needed)
+        return None, (f"no {name} annotation files at {root} ({files}); its videos cannot be fetched "
                       "from this project's machines (see 'Reproduce with the original data')")
     try:
         bench = load_fivr200k_alpha(root) if name == "FIVR-200K-alpha" else load_svd_alpha(root)

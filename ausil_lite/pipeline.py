@@ -80,6 +80,7 @@ class PipelineConfig:
     train_pairs: int = 400  # anchor clips, each with one transformed positive
     train_negatives: int = 400  # further clips; the anchors serve as negatives too
     train_clip_s: float = 20.0
+    speed_pairs: int = 0  # extra pairs whose positive is a speed change only (the random mix has few)
     # AuSiL network (ausil_lite.training.TrainingConfig)
     epochs: int = 30
     batch_size: int = 16
@@ -100,6 +101,8 @@ class PipelineConfig:
         for name in ("train_pairs", "train_negatives", "selfsup_epochs", "selfsup_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.speed_pairs < 0:
+            raise ValueError(f"speed_pairs must be >= 0, got {self.speed_pairs}")
         if self.train_clip_s < 5.0:
             raise ValueError(f"train_clip_s must be at least 5 s (a query needs 4 segments), got {self.train_clip_s}")
         if self.workers < 0:
@@ -233,6 +236,7 @@ def _source_key(config: PipelineConfig, extraction: ExtractionConfig, pool: Trai
     """What a triplet source depends on: sizes, seed, backbone and the training tracks."""
     record = {
         "pairs": config.train_pairs, "negatives": config.train_negatives, "clip_s": config.train_clip_s,
+        "speed_pairs": config.speed_pairs,
         "seed": config.seed, "extraction": {k: v for k, v in dataclasses.asdict(extraction).items()
                                             if k not in ("device", "batch_size")},
         "tracks": [(t.id, t.duration_s) for t in pool.tracks],
@@ -255,9 +259,20 @@ def triplet_source(
     if path.is_file() and record_path.is_file():
         return load_triplet_source(path), json.loads(record_path.read_text(encoding="utf-8"))
     started = time.perf_counter()
+    extractor = FeatureExtractor(extraction)
     source, records = triplet_source_from_pool(
-        pool, FeatureExtractor(extraction), config.train_pairs, config.train_negatives, config.train_clip_s, config.seed
+        pool, extractor, config.train_pairs, config.train_negatives, config.train_clip_s, config.seed
     )
+    if config.speed_pairs:
+        # a second draw (its own seed) of speed-changed positives; its anchors join the negatives
+        extra, extra_records = triplet_source_from_pool(
+            pool, extractor, config.speed_pairs, 0, config.train_clip_s, config.seed + 1, families=("speed",)
+        )
+        source = TripletSource(
+            list(source.pairs) + list(extra.pairs), list(source.negatives) + list(extra.negatives),
+            list(source.pair_groups) + list(extra.pair_groups), list(source.negative_groups) + list(extra.negative_groups),
+        )
+        records += extra_records
     description = {
         "key": key, "pairs": len(source.pairs), "negatives": len(source.negatives), "clip_s": config.train_clip_s,
         "training_tracks": len(pool.tracks), "families": dict(sorted(Counter(r["family"] for r in records).items())),

@@ -25,6 +25,8 @@ def test_config_rejects_unknown_keys_bad_backbones_and_missing_weights(tmp_path)
         PipelineConfig(backbones="kumar2018")
     with pytest.raises(FileNotFoundError, match="nowhere.pkl"):
         PipelineConfig(kumar2018_weights=str(tmp_path / "nowhere.pkl"))
+    with pytest.raises(ValueError, match="speed_pairs"):
+        PipelineConfig(speed_pairs=-1)
     with pytest.raises(ValueError, match="at least one"):
         PipelineConfig(backbones=" , ")
     with pytest.raises(ValueError, match="max_segments|at least"):
@@ -67,7 +69,7 @@ def tiny_config(base, **changes) -> PipelineConfig:
         profile="test", device="cpu", benchmark_dir=str(base / "bench"), features_dir=str(base / "features"),
         models_dir=str(base / "models"), backbones="random,selfsup", workers=0,
         selfsup_epochs=1, selfsup_steps=2, selfsup_batch_size=4, selfsup_clip_s=20.0,
-        train_pairs=4, train_negatives=3, train_clip_s=6.0, epochs=2, batch_size=4, hard_pool=3,
+        train_pairs=4, train_negatives=3, train_clip_s=6.0, speed_pairs=2, epochs=2, batch_size=4, hard_pool=3,
     )
     return PipelineConfig.from_dict({**values, **changes})
 
@@ -84,7 +86,8 @@ def test_train_all_then_a_rerun_reuses_everything_and_more_epochs_resume(benchma
         assert set(run.store.ids()) == set(bench.queries()) | set(bench.database())
         assert run.store.load(bench.queries()[0]).shape[1] == 2528
         assert list(run.curve["epoch"]) == [1, 2] and np.isfinite(run.curve["loss"]).all()
-        assert run.triplets["pairs"] == 4 and run.triplets["negatives"] == 4 + 3  # anchors are negatives too
+        assert run.triplets["pairs"] == 4 + 2 and run.triplets["negatives"] == 4 + 3 + 2  # anchors are negatives too
+        assert run.triplets["families"]["speed"] >= 2 and run.triplets["speed_pairs"] >= 2
         model = load_model(run.model_dir, "cpu")
         q, c = bench.queries()[0], bench.relevant(bench.queries()[0]).pop()
         assert -1.0 <= model.similarity(run.store.load(q), run.store.load(c)) <= 1.0

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ausil_lite.baselines import make_baseline
 from ausil_lite.baselines.cache import FingerprintCache

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ausil_lite.audio import SAMPLE_RATE, load_audio
 from ausil_lite.config import provenance

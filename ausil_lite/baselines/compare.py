@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ausil_lite.baselines.cache import FingerprintCache
 from ausil_lite.baselines.interface import Baseline

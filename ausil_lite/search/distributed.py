@@ -22,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ausil_lite.audio import SAMPLE_RATE, load_audio
 from ausil_lite.errors import AudioError

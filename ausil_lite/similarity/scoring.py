@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Sequence
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 CHUNK = 64  # database videos per padded batch: the CPU's fastest batch size for 60 x 60 maps
 

@@ -324,7 +324,7 @@ def train_selfsup(
         if not resume:
             raise SelfSupError(f"{checkpoint_path}: a run exists; resume it or choose another output folder")
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        changed = sorted(k for k in record["config"] if k not in RESUMABLE_CHANGES and state["config"][k] != record["config"][k])
+        changed = sorted(k for k in record["config"] if k not in RESUMABLE_CHANGES and state["config"].get(k, "<absent>") != record["config"][k])
         if changed or state["clip_ids"] != ids:
             what = f"settings {changed}" if changed else "other training clips"
             raise SelfSupError(f"{checkpoint_path}: made with {what}; use another output folder")

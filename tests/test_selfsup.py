@@ -113,3 +113,13 @@ def test_unfrozen_batch_norm_is_recalibrated(tmp_path):
                            probe_size=2, freeze_batch_norm=False, bn_batches=1)
     state = torch.load(train_selfsup(config, CLIPS, tmp_path, augment=gain_and_noise, log=None), weights_only=True)
     assert not torch.equal(state["layer5.1.running_var"], torch.ones(32))
+
+
+def test_checkpoint_from_an_older_version_is_refused_by_name(tmp_path):
+    one = SelfSupConfig(epochs=1, steps_per_epoch=1, batch_size=2, projection_hidden=16, projection_dim=8, probe_size=2)
+    train_selfsup(one, CLIPS, tmp_path, augment=gain_and_noise, log=None)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    del state["config"]["freeze_batch_norm"]  # a setting the older version did not have
+    torch.save(state, tmp_path / "checkpoint.pt")
+    with pytest.raises(SelfSupError, match="freeze_batch_norm"):
+        train_selfsup(SelfSupConfig(**{**one.__dict__, "epochs": 2}), CLIPS, tmp_path, augment=gain_and_noise, log=None)

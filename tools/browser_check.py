@@ -98,14 +98,28 @@ class DevTools:
                 return reply.get("result", {})
             self.events.append(reply)
 
-    def wait_for(self, method: str, timeout_s: float = PAGE_TIMEOUT_S) -> None:
-        """Wait until an event ``method`` arrives (events already received count)."""
+    def wait_for(self, method: str, count: int = 1, timeout_s: float = PAGE_TIMEOUT_S) -> None:
+        """Wait until ``count`` events ``method`` have arrived (events already received count)."""
         deadline = time.monotonic() + timeout_s
-        while not any(e.get("method") == method for e in self.events):
+        while sum(e.get("method") == method for e in self.events) < count:
             reply = self._messages.get(timeout=max(0.01, deadline - time.monotonic()))
             if reply is None:
                 raise RuntimeError("Chromium exited while a page was loading")
             self.events.append(reply)
+
+    def page_images(self) -> list[dict]:
+        """Wait for the page's images; a page that redirects (the book's index.html) is followed first."""
+        for loads in range(1, 4):
+            self.wait_for("Page.loadEventFired", count=loads)
+            try:
+                reply = self.call("Runtime.evaluate", session=True, expression=IMAGES_SCRIPT,
+                                  awaitPromise=True, returnByValue=True)
+            except RuntimeError as exc:
+                if "navigated" not in str(exc):
+                    raise
+                continue
+            return json.loads(reply["result"]["value"])
+        raise RuntimeError("the page kept navigating away")
 
     def close(self) -> None:
         try:
@@ -171,11 +185,7 @@ def check_book(html_dir: Path, screenshot: Path | None, chromium: str = CHROMIUM
             for page in pages:
                 browser.events.clear()
                 browser.call("Page.navigate", session=True, url=base + page)
-                browser.wait_for("Page.loadEventFired")
-                images = json.loads(
-                    browser.call("Runtime.evaluate", session=True, expression=IMAGES_SCRIPT,
-                                 awaitPromise=True, returnByValue=True)["result"]["value"]
-                )
+                images = browser.page_images()
                 problems = page_problems(browser.events, base)
                 problems += [f"figure not loaded: {img['src']}" for img in images if not img["ok"]]
                 results[page] = problems
@@ -198,8 +208,7 @@ def take_screenshot(browser: DevTools, base: str, html_dir: Path, path: Path) ->
         raise SystemExit(f"browser check: none of {RESULTS_PAGES} was built, nothing to screenshot")
     browser.events.clear()
     browser.call("Page.navigate", session=True, url=base + page)
-    browser.wait_for("Page.loadEventFired")
-    browser.call("Runtime.evaluate", session=True, expression=IMAGES_SCRIPT, awaitPromise=True, returnByValue=True)
+    browser.page_images()
     png = browser.call("Page.captureScreenshot", session=True, format="png", captureBeyondViewport=True)["data"]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(base64.b64decode(png))

@@ -90,6 +90,30 @@ class FeatureStore:
         self.root.mkdir(parents=True, exist_ok=True)
         _atomic_write_bytes(self.config_path, json.dumps(provenance(config, config.seed), indent=2).encode())
 
+    def plan_extraction(
+        self, videos: list[tuple[str, str | Path]], config: ExtractionConfig, retry_failed: bool = False
+    ) -> tuple[list[tuple[str, str]], ExtractionSummary]:
+        """What a batch still has to do: ``(todo, summary)`` with the skipped ids already counted.
+
+        Binds the store to ``config``; finished ids are skipped, and so are ids that failed before
+        unless ``retry_failed``. Shared by local and cluster extraction, so both resume alike.
+        """
+        ids = [vid for vid, _ in videos]
+        if len(set(ids)) != len(ids):
+            dupes = sorted({v for v in ids if ids.count(v) > 1})
+            raise StoreError(f"duplicate ids in the video list: {dupes[:10]}")
+        self.bind(config)
+        previous = self.index.set_index("id")["status"].to_dict() if self.index_path.is_file() else {}
+        summary = ExtractionSummary()
+        todo = []
+        for vid, path in videos:
+            status = previous.get(vid)
+            if (status in DONE and self.has(vid)) or (status == "failed" and not retry_failed):
+                summary.skipped += 1
+            else:
+                todo.append((vid, str(path)))
+        return todo, summary
+
     def save(self, video_id: str, descriptors: np.ndarray, source: str | Path, duration: float, note: str = "") -> None:
         """Store one video's descriptors, then append its index row (status ``partial`` when ``note``)."""
         path = self.feature_path(video_id)
@@ -168,20 +192,7 @@ def extract_videos(
     propagate: finished videos stay stored.
     """
     started = time.perf_counter()
-    ids = [vid for vid, _ in videos]
-    if len(set(ids)) != len(ids):
-        dupes = sorted({v for v in ids if ids.count(v) > 1})
-        raise StoreError(f"duplicate ids in the video list: {dupes[:10]}")
-    store.bind(config)
-    previous = store.index.set_index("id")["status"].to_dict() if store.index_path.is_file() else {}
-    summary = ExtractionSummary()
-    todo = []
-    for vid, path in videos:
-        status = previous.get(vid)
-        if (status in DONE and store.has(vid)) or (status == "failed" and not retry_failed):
-            summary.skipped += 1
-        else:
-            todo.append((vid, str(path)))
+    todo, summary = store.plan_extraction(videos, config, retry_failed)
     if todo:
         extractor = FeatureExtractor(config)
         bar = tqdm(total=len(todo), desc="extract", unit="video", disable=not progress, file=sys.stderr)

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from ausil_lite.audio import SAMPLE_RATE, load_audio
 from ausil_lite.errors import AudioError
 from ausil_lite.features import ExtractionConfig, FeatureExtractor
-from ausil_lite.store import DONE, ExtractionSummary, FeatureStore, StoreError
+from ausil_lite.store import ExtractionSummary, FeatureStore
 
 _EXTRACTORS: dict[ExtractionConfig, FeatureExtractor] = {}  # per worker process
 
@@ -71,19 +71,7 @@ def extract_on_cluster(
     from distributed import Client, as_completed
 
     started = time.perf_counter()
-    ids = [vid for vid, _ in videos]
-    if len(set(ids)) != len(ids):
-        raise StoreError(f"duplicate ids in the video list: {sorted({v for v in ids if ids.count(v) > 1})[:10]}")
-    store.bind(config)
-    previous = store.index.set_index("id")["status"].to_dict()
-    summary = ExtractionSummary()
-    todo = []
-    for vid, path in videos:
-        status = previous.get(vid)
-        if (status in DONE and store.has(vid)) or (status == "failed" and not retry_failed):
-            summary.skipped += 1
-        else:
-            todo.append((vid, str(path)))
+    todo, summary = store.plan_extraction(videos, config, retry_failed)
     if todo:
         with Client(scheduler) as client:
             futures = {

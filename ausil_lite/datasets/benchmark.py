@@ -130,6 +130,11 @@ class Benchmark:
 # --- the original file formats --------------------------------------------------------------------------------
 
 
+def expected_counts(manifest: str | Path) -> dict[str, int]:
+    """The counts a paper reports for a benchmark (queries, pairs, database), from its manifest's ``expected``."""
+    return {k: int(v) for k, v in json.loads(Path(manifest).read_text(encoding="utf-8"))["expected"].items()}
+
+
 def read_annotation_json(path: str | Path) -> dict[str, dict[str, list[str]]]:
     """FIVR-style annotations ``{query: {label: [ids]}}``, validated for shape."""
     path = Path(path)

@@ -17,13 +17,13 @@ Videos without local media stay in the benchmark and are listed by ``Benchmark.m
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ausil_lite.datasets.benchmark import (
     PRIMARY_LABEL,
     AnnotationError,
     Benchmark,
+    expected_counts,
     find_media,
     read_annotation_json,
     read_id_list,
@@ -33,10 +33,6 @@ from ausil_lite.video_list import read_video_list
 
 MANIFEST = REPO_ROOT / "data_manifests" / "fivr200k_alpha.json"
 
-
-def expected_counts(manifest: str | Path = MANIFEST) -> dict[str, int]:
-    """The counts the paper reports (queries, pairs, database), from the manifest."""
-    return {k: int(v) for k, v in json.loads(Path(manifest).read_text(encoding="utf-8"))["expected"].items()}
 
 
 def load_fivr200k_alpha(
@@ -72,7 +68,7 @@ def load_fivr200k_alpha(
     else:
         paths = find_media(Path(media_dir) if media_dir is not None else root / "media", known)
     notes = [f"{len(annotations) - len(queries)} of {len(annotations)} annotated queries have no {label} label"]
-    expected = expected_counts() if MANIFEST.is_file() else {}
+    expected = expected_counts(MANIFEST) if MANIFEST.is_file() else {}
     try:
         return Benchmark(
             "FIVR-200K-alpha", annotations, queries, database, paths, expected=expected, primary_label=label, notes=notes

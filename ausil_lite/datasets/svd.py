@@ -19,13 +19,13 @@ given. Media: ``videos/<id>.<ext>`` (SVD-baselines' layout) or a ``videos.txt`` 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ausil_lite.datasets.benchmark import (
     PRIMARY_LABEL,
     AnnotationError,
     Benchmark,
+    expected_counts,
     find_media,
     read_annotation_json,
     read_id_list,
@@ -66,9 +66,6 @@ def read_groundtruth(path: str | Path) -> dict[str, dict[str, list[str]]]:
         for q, cands in labels.items()
     }
 
-
-def expected_counts(manifest: str | Path = MANIFEST) -> dict[str, int]:
-    return {k: int(v) for k, v in json.loads(Path(manifest).read_text(encoding="utf-8"))["expected"].items()}
 
 
 def load_svd_alpha(
@@ -111,7 +108,7 @@ def load_svd_alpha(
     ]
     if not unlabeled.is_file():
         notes.append(f"{unlabeled} not found: no unlabeled distractors")
-    expected = expected_counts() if MANIFEST.is_file() else {}
+    expected = expected_counts(MANIFEST) if MANIFEST.is_file() else {}
     try:
         return Benchmark("SVD-alpha", annotations, queries, database, paths, expected=expected, notes=notes)
     except AnnotationError as exc:

@@ -95,8 +95,9 @@ class FeatureStore:
     ) -> tuple[list[tuple[str, str]], ExtractionSummary]:
         """What a batch still has to do: ``(todo, summary)`` with the skipped ids already counted.
 
-        Binds the store to ``config``; finished ids are skipped, and so are ids that failed before
-        unless ``retry_failed``. Shared by local and cluster extraction, so both resume alike.
+        Binds the store to ``config``; finished ids are skipped unless their source file changed after
+        their descriptors were written (a re-rendered video is extracted again), and ids that failed
+        before are skipped unless ``retry_failed``. Shared by local and cluster extraction.
         """
         ids = [vid for vid, _ in videos]
         if len(set(ids)) != len(ids):
@@ -108,11 +109,20 @@ class FeatureStore:
         todo = []
         for vid, path in videos:
             status = previous.get(vid)
-            if (status in DONE and self.has(vid)) or (status == "failed" and not retry_failed):
+            if (status in DONE and self.has(vid) and not self._source_changed(vid, path)) or (
+                status == "failed" and not retry_failed
+            ):
                 summary.skipped += 1
             else:
                 todo.append((vid, str(path)))
         return todo, summary
+
+    def _source_changed(self, video_id: str, source: str | Path) -> bool:
+        """True when ``source`` was modified after ``video_id``'s descriptors were stored."""
+        try:
+            return Path(source).stat().st_mtime > self.feature_path(video_id).stat().st_mtime
+        except OSError:
+            return False  # a source gone since extraction keeps its stored descriptors
 
     def save(self, video_id: str, descriptors: np.ndarray, source: str | Path, duration: float, note: str = "") -> None:
         """Store one video's descriptors, then append its index row (status ``partial`` when ``note``)."""

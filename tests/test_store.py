@@ -82,3 +82,17 @@ def test_extractor_from_file_equals_from_waveform(videos):
     extractor = FeatureExtractor(ExtractionConfig(device="cpu"))
     path = videos[0][1]
     assert np.allclose(extractor.from_file(path), extractor.from_waveform(load_audio(path)))
+
+
+def test_a_source_changed_after_extraction_is_extracted_again(videos, tmp_path):
+    import os
+
+    store = FeatureStore(tmp_path / "store")
+    extract_videos(videos[:2], store, workers=0, progress=False)
+    stored = store.feature_path("v0").stat().st_mtime
+    old = stored - 100
+    os.utime(store.feature_path("v0"), (old, old))  # features written long before the video was re-rendered
+    summary = extract_videos(videos[:2], store, workers=0, progress=False)
+    assert summary.extracted == 1 and summary.skipped == 1
+    assert store.feature_path("v0").stat().st_mtime > old
+    assert extract_videos(videos[:2], store, workers=0, progress=False).extracted == 0

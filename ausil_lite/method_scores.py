@@ -43,6 +43,7 @@ from ausil_lite.baselines.cache import FingerprintCache
 from ausil_lite.baselines.compare import similarity_json, store_fingerprints
 from ausil_lite.config import config_from_dict, git_commit
 from ausil_lite.datasets.benchmark import Benchmark
+from ausil_lite.digests import file_digest
 from ausil_lite.errors import AudioError
 from ausil_lite.evaluation import read_similarities, write_similarities
 from ausil_lite.features import BACKBONES, ExtractionConfig
@@ -189,14 +190,6 @@ def plan_methods(
 # --- digests of the inputs ---------------------------------------------------------------------------------
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def input_key(method: Method, benchmark: Benchmark) -> str:
     """Digest of everything that decides ``method``'s similarities on ``benchmark`` (see the module docstring)."""
     record: dict[str, Any] = {
@@ -204,14 +197,14 @@ def input_key(method: Method, benchmark: Benchmark) -> str:
         "benchmark": benchmark.name,
         "queries": benchmark.query_ids,
         "database": benchmark.database_ids,
-        "code": {f: _file_digest(REPO_ROOT / "ausil_lite" / f) for f in ["method_scores.py", *_SOURCES[method.kind]]},
+        "code": {f: file_digest(REPO_ROOT / "ausil_lite" / f) for f in ["method_scores.py", *_SOURCES[method.kind]]},
     }
     if method.features_dir is not None:
         store = Path(method.features_dir)
-        record["store"] = {f: _file_digest(store / f) for f in ("config.json", "index.csv")}
+        record["store"] = {f: file_digest(store / f) for f in ("config.json", "index.csv")}
     if method.model_dir is not None:
         model = Path(method.model_dir)
-        record["model"] = {f: _file_digest(model / f) for f in (WEIGHTS_FILE, WHITENING_FILE, CONFIG_FILE)}
+        record["model"] = {f: file_digest(model / f) for f in (WEIGHTS_FILE, WHITENING_FILE, CONFIG_FILE)}
     if method.kind in MEDIA_KINDS:
         record["baseline"] = dataclasses.asdict(make_baseline(method.kind).config)
         record["media"] = {

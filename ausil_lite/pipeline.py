@@ -36,6 +36,7 @@ from ausil_lite.datasets import transforms as T
 from ausil_lite.datasets.davr_mini import load_davr_mini
 from ausil_lite.datasets.sources import read_window
 from ausil_lite.datasets.training import TrainingPool
+from ausil_lite.digests import file_digest
 from ausil_lite.features import BACKBONES, ExtractionConfig, FeatureExtractor
 from ausil_lite.paths import data_root
 from ausil_lite.selfsup import SelfSupConfig, train_selfsup
@@ -162,15 +163,6 @@ class PipelineConfig:
         )
 
 
-def file_digest(path: str | Path) -> str:
-    """SHA-1 of a file's bytes (hex)."""
-    h = hashlib.sha1()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def train_backbone(config: PipelineConfig, log: Log | None = print) -> Path:
     """Train (or resume, or reuse) the self-supervised backbone on the benchmark's training tracks.
 
@@ -180,7 +172,7 @@ def train_backbone(config: PipelineConfig, log: Log | None = print) -> Path:
     """
     clips = training_clips(TrainingPool.from_benchmark(config.benchmark_root), config.selfsup_clip_s)
     weights = train_selfsup(config.selfsup_config(), clips, config.selfsup_dir, log=log)
-    snapshot = weights.with_name(f"backbone-{file_digest(weights)[:12]}.pt")
+    snapshot = weights.with_name(f"backbone-{file_digest(weights, 'sha1')[:12]}.pt")
     if not snapshot.is_file():
         tmp = snapshot.with_name(snapshot.name + ".tmp")
         shutil.copyfile(weights, tmp)

@@ -14,7 +14,6 @@ pre-roll so codecs converge) and returns mono float32 at 44.1 kHz.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import shutil
 import subprocess
@@ -26,6 +25,7 @@ import av
 import numpy as np
 
 from ausil_lite.audio import SAMPLE_RATE, decode_audio, resample
+from ausil_lite.digests import file_digest
 from ausil_lite.errors import InputError
 from ausil_lite.paths import REPO_ROOT
 
@@ -206,14 +206,6 @@ def read_window(path: str | Path, start_s: float, duration_s: float, rate: int =
 # --- scanning -------------------------------------------------------------------------------------------------
 
 
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def package_version(package: str) -> str:
     """Installed Debian version of ``package`` ('' when dpkg is absent or the package is not installed)."""
     if shutil.which("dpkg-query") is None:
@@ -268,7 +260,7 @@ def scan_package(spec: PackageSpec) -> list[SourceFile]:
             SourceFile(
                 track="", package=spec.package, version=version,
                 licence=_match(str(path), spec.licence_by_prefix) or spec.licence, kind=spec.kind,
-                path=str(path), sha256=sha256_file(path), duration_s=duration, sample_rate=rate,
+                path=str(path), sha256=file_digest(path), duration_s=duration, sample_rate=rate,
                 channels=channels, excluded=excluded,
             )
         )
@@ -319,7 +311,7 @@ def scan_directory(root: str | Path) -> list[SourceFile]:
         rows.append(
             SourceFile(
                 track=f"dir:{root.name}/{rel.with_suffix('')}", package=package, version="", licence="user-supplied",
-                kind="custom", path=str(path), sha256=sha256_file(path), duration_s=duration, sample_rate=rate,
+                kind="custom", path=str(path), sha256=file_digest(path), duration_s=duration, sample_rate=rate,
                 channels=channels, excluded=excluded,
             )
         )
@@ -391,7 +383,7 @@ def verify_files(rows: Iterable[SourceFile]) -> None:
             continue
         if not Path(row.path).is_file():
             missing.append(row.path)
-        elif sha256_file(row.path) != row.sha256:
+        elif file_digest(row.path) != row.sha256:
             changed.append(row.path)
     problems = []
     if missing:

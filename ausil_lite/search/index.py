@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -33,6 +32,7 @@ import faiss
 import numpy as np
 import pandas as pd
 
+from ausil_lite.digests import file_digest
 from ausil_lite.errors import InputError
 from ausil_lite.whitening import PCAWhitening
 
@@ -54,14 +54,6 @@ class IndexCorruptError(InputError):
 
 class NoIndexError(InputError):
     """A folder that holds no search index."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fsync(path: Path) -> None:
@@ -125,9 +117,9 @@ def publish(root: Path, tmp: Path, manifest: dict, known_shards: dict[str, dict]
     for name in VERSION_FILES:
         path = tmp / name
         _fsync(path)
-        files[name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+        files[name] = {"bytes": path.stat().st_size, "sha256": file_digest(path)}
     shard_records = {
-        name: known_shards.get(name) or {"bytes": (root / "shards" / name).stat().st_size, "sha256": sha256_file(root / "shards" / name)}
+        name: known_shards.get(name) or {"bytes": (root / "shards" / name).stat().st_size, "sha256": file_digest(root / "shards" / name)}
         for name in manifest["shards"]
     }
     previous = current_version(root)
@@ -196,7 +188,7 @@ def _check(path: Path, record: dict, hash_it: bool) -> None:
     size = path.stat().st_size
     if size != record["bytes"]:
         raise IndexCorruptError(f"{path}: index file truncated or altered ({size} bytes, the manifest says {record['bytes']})")
-    if hash_it and sha256_file(path) != record["sha256"]:
+    if hash_it and file_digest(path) != record["sha256"]:
         raise IndexCorruptError(f"{path}: index file corrupt (SHA-256 differs from the manifest)")
 
 

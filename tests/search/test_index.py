@@ -6,6 +6,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import torch
 import pytest
 
 from ausil_lite.search import update as update_module
@@ -165,6 +166,7 @@ def test_model_whitening_and_reranking(synthetic, tmp_path):
 
     store, entries, tracks = synthetic
     training = np.concatenate([t for t in tracks.values()])
+    torch.manual_seed(0)  # the untrained comparator's weights: unseeded, the ranking changed from run to run
     model_dir = AuSiL(PCAWhitening.fit(training)).save(tmp_path / "model", {"config": {}, "seed": 0})
     update_index(tmp_path / "idx", entries, store, model_dir=model_dir)
     index = SearchIndex.open(tmp_path / "idx")

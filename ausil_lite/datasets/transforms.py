@@ -275,8 +275,14 @@ def apply_tempo(samples: np.ndarray, rate: int, *, factor: float, n_fft: int = 2
     spec = torch.stft(wave, n_fft, hop, window=window, center=True, return_complex=True)  # (F, T)
     n_frames = spec.shape[1]
     spec = torch.cat([spec, torch.zeros_like(spec[:, :1])], dim=1)
+    length = int(round(samples.size / factor))
     steps = torch.arange(0, n_frames, factor, dtype=torch.float64)
     steps = steps[steps <= n_frames - 1]  # arange may overshoot by a rounding error
+    if (len(steps) - 1) * hop + n_fft // 2 <= length - 1:
+        # for some lengths the read positions above stop short of a window over the last output samples,
+        # which istft rejects: hold the last input frame until the windows cover the whole output
+        needed = (length + n_fft // 2) // hop + 1
+        steps = torch.cat([steps, torch.full((needed - len(steps),), float(n_frames - 1), dtype=torch.float64)])
     index = steps.floor().long()
     alpha = (steps - index).unsqueeze(0).float()
     left, right = spec[:, index], spec[:, index + 1]
@@ -289,7 +295,6 @@ def apply_tempo(samples: np.ndarray, rate: int, *, factor: float, n_fft: int = 2
     total = torch.cumsum(advance[:, :-1].double(), dim=1).remainder(2 * np.pi).float()
     phase = torch.cat([spec[:, :1].angle(), spec[:, :1].angle() + total], dim=1)
     stretched = torch.polar(magnitude, phase)
-    length = int(round(samples.size / factor))
     out = torch.istft(stretched, n_fft, hop, window=window, center=True, length=length)
     return out.numpy()
 

@@ -3,6 +3,8 @@
 The methods, for each backbone ``B`` whose feature store exists:
 
 ``ausil-B``      the trained AuSiL-lite model ``models/<profile>/ausil-B/`` on the store's descriptors
+``ausil-B-speeds`` the same model, each query also played at the speeds of :mod:`ausil_lite.speeds`
+                 (when ``B-speeds/`` holds their descriptors); a candidate's best variant counts
 ``chamfer-B``    chamfer similarity of the raw MAC descriptors (no learning)
 ``pooled-B``     cosine of mean-pooled descriptors (no learning, no time)
 ``landmark``     spectral-peak pair hashes (Shazam-style), from the media
@@ -60,15 +62,18 @@ from ausil_lite.similarity.model import (
 )
 from ausil_lite.similarity.matrix import pad_sequences
 from ausil_lite.similarity.scoring import CHUNK
+from ausil_lite.speeds import base_id, best_over_variants
 from ausil_lite.store import FeatureStore
 
 DESCRIPTOR_KINDS = ("ausil", "chamfer", "pooled")
+SPEEDS_SUFFIX = "-speeds"
+"""``features_root/<backbone>-speeds/``: the queries' speed variants; ``ausil-<backbone>-speeds`` scores with them."""
 MEDIA_KINDS = ("landmark", "chromaprint")
 KINDS = DESCRIPTOR_KINDS + MEDIA_KINDS
 
 _SOURCES = {
     "ausil": ["similarity/model.py", "similarity/comparator.py", "similarity/chamfer.py", "similarity/matrix.py",
-              "similarity/scoring.py", "whitening.py", "attention.py"],
+              "similarity/scoring.py", "whitening.py", "attention.py", "speeds.py"],
     "chamfer": ["baselines/descriptors.py", "baselines/compare.py", "similarity/chamfer.py", "similarity/matrix.py"],
     "pooled": ["baselines/descriptors.py", "baselines/compare.py"],
     "landmark": ["baselines/landmark.py", "baselines/interface.py", "audio.py"],
@@ -88,6 +93,7 @@ class Method:
     features_dir: str | None = None  # descriptor methods: the feature store
     model_dir: str | None = None  # ausil: the trained model
     cache_dir: str | None = None  # media methods: the fingerprint cache
+    speeds_dir: str | None = None  # ausil: a store of the queries' speed variants (ausil_lite.speeds)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -96,6 +102,8 @@ class Method:
             raise ValueError(f"{self.name}: a {self.kind} method needs features_dir")
         if self.kind == "ausil" and self.model_dir is None:
             raise ValueError(f"{self.name}: an ausil method needs model_dir")
+        if self.speeds_dir is not None and self.kind != "ausil":
+            raise ValueError(f"{self.name}: speed hypotheses are scored by the ausil kind only")
 
 
 @dataclass
@@ -175,6 +183,13 @@ def plan_methods(
             plan.unavailable[names[0]] = mismatch
         else:
             plan.methods.append(Method(names[0], "ausil", backbone, str(store_dir), str(model_dir)))
+            speeds_dir = features_root / f"{backbone}{SPEEDS_SUFFIX}"
+            if (speeds_dir / "config.json").is_file():
+                if store_extraction(speeds_dir) != store_extraction(store_dir):
+                    plan.unavailable[f"{names[0]}{SPEEDS_SUFFIX}"] = f"{speeds_dir} was made with another backbone than {store_dir}"
+                else:
+                    plan.methods.append(Method(f"{names[0]}{SPEEDS_SUFFIX}", "ausil", backbone, str(store_dir),
+                                               str(model_dir), speeds_dir=str(speeds_dir)))
         for kind, name in zip(DESCRIPTOR_KINDS[1:], names[1:]):
             plan.methods.append(Method(name, kind, backbone, str(store_dir)))
     for kind in media_baselines:
@@ -205,6 +220,8 @@ def input_key(method: Method, benchmark: Benchmark) -> str:
     if method.model_dir is not None:
         model = Path(method.model_dir)
         record["model"] = {f: file_digest(model / f) for f in (WEIGHTS_FILE, WHITENING_FILE, CONFIG_FILE)}
+    if method.speeds_dir is not None:
+        record["speeds"] = {f: file_digest(Path(method.speeds_dir) / f) for f in ("config.json", "index.csv")}
     if method.kind in MEDIA_KINDS:
         record["baseline"] = dataclasses.asdict(make_baseline(method.kind).config)
         record["media"] = {
@@ -253,9 +270,17 @@ def _score_ausil(method: Method, benchmark: Benchmark, device: str | None) -> tu
     failed = {v: "no descriptors in the store" for v in dict.fromkeys(benchmark.query_ids + benchmark.database_ids)
               if v not in stored}
     query_ids = [v for v in benchmark.query_ids if v in stored]
+    loaders = [lambda v=v: store.load(v) for v in query_ids]
+    if method.speeds_dir is not None:  # each query's variants join as queries of their own, maxed below
+        speeds = FeatureStore(method.speeds_dir)
+        variant_ids = [s for s in speeds.ids() if base_id(s) in set(query_ids)]
+        query_ids += variant_ids
+        loaders += [lambda v=v: speeds.load(v) for v in variant_ids]
     queries = []
-    for vid, embedded in zip(query_ids, embed_videos(model, (store.load(v) for v in query_ids))):
+    for vid, embedded in zip(query_ids, embed_videos(model, (load() for load in loaders))):
         if len(embedded) < MIN_QUERY_SEGMENTS:
+            if base_id(vid) != vid:
+                continue  # a query played faster can fall under the minimum: its other variants still count
             failed[vid] = f"a query needs at least {MIN_QUERY_SEGMENTS} segments, this one has {len(embedded)}"
         else:
             queries.append((vid, embedded))
@@ -264,7 +289,7 @@ def _score_ausil(method: Method, benchmark: Benchmark, device: str | None) -> tu
     database_ids = [v for v in benchmark.database_ids if v in stored]
     embedded = embed_videos(model, (store.load(v) for v in database_ids))
     database = ((vid, repeat_short(e)) for vid, e in zip(database_ids, embedded))
-    return ausil_scores(model, queries, database), failed
+    return best_over_variants(ausil_scores(model, queries, database)), failed
 
 
 @torch.inference_mode()

@@ -39,7 +39,9 @@ from ausil_lite.datasets.training import TrainingPool
 from ausil_lite.digests import file_digest
 from ausil_lite.features import BACKBONES, ExtractionConfig, FeatureExtractor
 from ausil_lite.paths import data_root
+from ausil_lite.method_scores import SPEEDS_SUFFIX
 from ausil_lite.selfsup import SelfSupConfig, train_selfsup
+from ausil_lite.speeds import extract_speed_variants, speed_grid
 from ausil_lite.similarity.model import AuSiL
 from ausil_lite.store import ExtractionSummary, FeatureStore, extract_videos
 from ausil_lite.training import (
@@ -82,6 +84,8 @@ class PipelineConfig:
     train_negatives: int = 400  # further clips; the anchors serve as negatives too
     train_clip_s: float = 20.0
     speed_pairs: int = 0  # extra pairs whose positive is a speed change only (the random mix has few)
+    # queries also played at speeds 0.7x-1.4x, this many steps per octave (ausil_lite.speeds); 0: none
+    speed_hypotheses: int = 10
     # AuSiL network (ausil_lite.training.TrainingConfig)
     epochs: int = 30
     batch_size: int = 16
@@ -102,8 +106,8 @@ class PipelineConfig:
         for name in ("train_pairs", "train_negatives", "selfsup_epochs", "selfsup_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.speed_pairs < 0:
-            raise ValueError(f"speed_pairs must be >= 0, got {self.speed_pairs}")
+        if self.speed_pairs < 0 or self.speed_hypotheses < 0:
+            raise ValueError(f"speed_pairs and speed_hypotheses must be >= 0, got {self.speed_pairs}, {self.speed_hypotheses}")
         if self.train_clip_s < 5.0:
             raise ValueError(f"train_clip_s must be at least 5 s (a query needs 4 segments), got {self.train_clip_s}")
         if self.workers < 0:
@@ -224,6 +228,19 @@ def extract_benchmark(
     return store, summary
 
 
+def extract_query_speeds(
+    config: PipelineConfig, extraction: ExtractionConfig, progress: bool = True
+) -> tuple[FeatureStore, ExtractionSummary] | None:
+    """Descriptors of each query played at the speeds of ``speed_hypotheses`` (none when 0), into the
+    backbone's ``<backbone>-speeds`` store, which ``ausil-<backbone>-speeds`` scores with. Resumable."""
+    if not config.speed_hypotheses:
+        return None
+    bench = load_davr_mini(config.benchmark_root, config.profile)
+    store = FeatureStore(config.store_dir(extraction.backbone + SPEEDS_SUFFIX))
+    queries = [(vid, path) for vid, path in bench.videos() if vid in set(bench.query_ids)]
+    return store, extract_speed_variants(queries, store, extraction, speed_grid(config.speed_hypotheses), progress)
+
+
 def _source_key(config: PipelineConfig, extraction: ExtractionConfig, pool: TrainingPool) -> str:
     """What a triplet source depends on: sizes, seed, backbone and the training tracks."""
     record = {
@@ -328,6 +345,7 @@ def train_all(config: PipelineConfig, log: Log | None = print, progress: bool = 
         extraction = extraction_config(config, backbone, selfsup_weights)
         started = time.perf_counter()
         store, summary = extract_benchmark(config, extraction, progress)
+        extract_query_speeds(config, extraction, progress)
         extracted = time.perf_counter()
         _, curve, triplets = train_model(config, extraction, log)
         runs[backbone] = BackboneRun(backbone, extraction, store, summary, config.model_dir(backbone), curve, triplets,

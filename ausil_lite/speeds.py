@@ -1,0 +1,117 @@
+"""Speed hypotheses: a query is also compared as it would sound played faster or slower.
+
+Re-uploads are often sped up or slowed down, pitch included (the paper's speed transformation,
+0.7x-1.4x). A 2-s segment of a 1.4x copy holds 2.8 s of the original, so its descriptor differs from
+every segment of the query, and a backbone trained for an hour on a CPU does not learn that invariance.
+Instead of hoping it does, the query is resampled to each factor of a geometric grid (``per_octave``
+steps per octave, 10 by default: 0.707, 0.758 ... 1.320, 1.414, neighbours 7 % apart, so every factor in
+the range is within 3.6 % of one), each variant is extracted as the query is, and a candidate's
+similarity is the maximum over the variants (:func:`best_over_variants`). The grid is fixed by the
+range and the step, not by any benchmark's factors.
+
+The database is untouched: the cost is the query's extraction and scoring, times the grid's size.
+Variants are stored like videos, in a feature store of their own, under ids ``<query id>@x<factor>``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ausil_lite.audio import SAMPLE_RATE, load_audio, peak_normalise
+from ausil_lite.datasets.transforms import apply_speed
+from ausil_lite.errors import AudioError
+from ausil_lite.features import ExtractionConfig, FeatureExtractor
+from ausil_lite.store import ExtractionSummary, FeatureStore
+
+SPEED_RANGE = (0.7, 1.4)
+"""Slowest and fastest playback covered: the paper's range."""
+
+SEPARATOR = "@x"
+
+
+def speed_grid(per_octave: int = 10, low: float = SPEED_RANGE[0], high: float = SPEED_RANGE[1]) -> tuple[float, ...]:
+    """Factors ``2 ** (k / per_octave)`` from the one nearest ``low`` to the one nearest ``high``
+    (1.0 included); ``per_octave`` 0 gives ``(1.0,)``: no hypotheses."""
+    if per_octave < 0 or not 0 < low <= 1 <= high:
+        raise ValueError(f"need per_octave >= 0 and 0 < low <= 1 <= high, got {per_octave}, {low}, {high}")
+    if per_octave == 0:
+        return (1.0,)
+    first, last = round(math.log2(low) * per_octave), round(math.log2(high) * per_octave)
+    return tuple(round(2 ** (k / per_octave), 4) for k in range(first, last + 1))
+
+
+def variant_id(video_id: str, factor: float) -> str:
+    """Store id of ``video_id`` played ``factor`` times faster."""
+    return f"{video_id}{SEPARATOR}{factor:.4f}"
+
+
+def base_id(stored_id: str) -> str:
+    """The query id a variant id was made from (an id without a factor is returned as it is)."""
+    return stored_id.rsplit(SEPARATOR, 1)[0]
+
+
+def extract_speed_variants(
+    videos: Sequence[tuple[str, str | Path]],
+    store: FeatureStore,
+    config: ExtractionConfig,
+    factors: Sequence[float],
+    progress: bool = True,
+) -> ExtractionSummary:
+    """Descriptors of every video played at each factor other than 1.0, into ``store``; resumable.
+
+    A video whose audio cannot be read is recorded as failed under each variant id, and the batch goes on.
+    """
+    factors = [f for f in factors if f != 1.0]
+    wanted = [(variant_id(vid, f), path) for vid, path in videos for f in factors]
+    todo, summary = store.plan_extraction(wanted, config, retry_failed=True)
+    todo_ids = {vid for vid, _ in todo}
+    extractor = FeatureExtractor(config) if todo else None
+    bar = tqdm(total=len(todo), desc="speed variants", unit="variant", disable=not progress or not todo, file=sys.stderr)
+    for vid, path in videos:
+        pending = [f for f in factors if variant_id(vid, f) in todo_ids]
+        if not pending:
+            continue
+        try:
+            samples = load_audio(path)
+        except AudioError as exc:
+            for f in pending:
+                store.record_failure(variant_id(vid, f), path, str(exc))
+                summary.failed[variant_id(vid, f)] = str(exc)
+            bar.update(len(pending))
+            continue
+        for f in pending:
+            played = peak_normalise(apply_speed(samples, SAMPLE_RATE, factor=f), f"{path} at {f}x")
+            store.save(variant_id(vid, f), extractor.from_waveform(played), path, len(played) / SAMPLE_RATE)
+            summary.extracted += 1
+            summary.audio_seconds += len(played) / SAMPLE_RATE
+            bar.update()
+    bar.close()
+    return summary
+
+
+def variants_of(store: FeatureStore, video_id: str) -> dict[str, np.ndarray]:
+    """Every stored variant of ``video_id`` (variant id -> descriptors)."""
+    prefix = video_id + SEPARATOR
+    return {vid: store.load(vid) for vid in store.ids() if vid.startswith(prefix)}
+
+
+def best_over_variants(similarities: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """``{query or variant id: {video: similarity}}`` -> ``{query id: {video: maximum over its variants}}``."""
+    best: dict[str, dict[str, float]] = {}
+    for stored_id, row in similarities.items():
+        target = best.setdefault(base_id(stored_id), {})
+        for video, value in row.items():
+            target[video] = max(value, target.get(video, -math.inf))
+    return best
+
+
+def grid_label(factors: Iterable[float]) -> str:
+    """``"11 speeds, 0.707x-1.414x"``: how a results table names a grid."""
+    factors = sorted(factors)
+    return f"{len(factors)} speeds, {factors[0]:g}x-{factors[-1]:g}x"

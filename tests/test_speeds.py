@@ -1,0 +1,81 @@
+"""Speed hypotheses: the grid, variant extraction into a store, and scoring with the best variant."""
+
+import numpy as np
+import pytest
+
+from ausil_lite.audio import SAMPLE_RATE, load_audio
+from ausil_lite.datasets.transforms import apply_speed
+from ausil_lite.features import ExtractionConfig, FeatureExtractor
+from ausil_lite.method_scores import plan_methods, score_method
+from ausil_lite.speeds import base_id, best_over_variants, extract_speed_variants, speed_grid, variant_id
+from ausil_lite.store import FeatureStore
+
+from conftest import noise
+from test_method_scores import fake_store, save_model, toy_benchmark
+
+
+def test_grid_is_geometric_covers_the_range_and_holds_the_original_speed():
+    grid = speed_grid(10)
+    assert len(grid) == 11 and 1.0 in grid
+    assert grid[0] == pytest.approx(2 ** -0.5, abs=1e-4) and grid[-1] == pytest.approx(2 ** 0.5, abs=1e-4)
+    ratios = np.array(grid[1:]) / np.array(grid[:-1])
+    assert ratios == pytest.approx(2 ** 0.1, abs=2e-4)
+    # every factor of the paper's range is within half a step of the grid
+    worst = max(min(abs(np.log2(f / g)) for g in grid) for f in np.linspace(0.7, 1.4, 71))
+    assert worst <= 0.05 + 1e-3
+    assert speed_grid(0) == (1.0,) and speed_grid(2) == pytest.approx((0.7071, 1.0, 1.4142))
+    with pytest.raises(ValueError):
+        speed_grid(10, low=1.2)
+
+
+def test_best_over_variants_keeps_each_candidates_maximum():
+    sims = {"q": {"a": 0.2, "b": 0.9}, variant_id("q", 1.2311): {"a": 0.7, "b": 0.1}, "r": {"a": 0.3}}
+    assert base_id(variant_id("q", 1.2311)) == "q" and base_id("r") == "r"
+    assert best_over_variants(sims) == {"q": {"a": 0.7, "b": 0.9}, "r": {"a": 0.3}}
+
+
+def test_variants_are_the_query_played_faster_and_slower_stored_once(tmp_path, make_media):
+    samples = noise(8.0, seed=3)
+    good, bad = make_media("q.wav", samples), tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video")
+    store, config = FeatureStore(tmp_path / "speeds"), ExtractionConfig()
+    summary = extract_speed_variants([("q", good), ("b", bad)], store, config, (0.7071, 1.0, 1.4142), progress=False)
+    assert summary.extracted == 2 and set(summary.failed) == {variant_id("b", 0.7071), variant_id("b", 1.4142)}
+    assert "broken.mp4" in summary.failed[variant_id("b", 0.7071)]
+    assert sorted(store.ids()) == [variant_id("q", 0.7071), variant_id("q", 1.4142)]
+    # the variant is what extraction makes of the audio played at that speed
+    played = apply_speed(load_audio(good), SAMPLE_RATE, factor=1.4142)
+    expected = FeatureExtractor(config).from_waveform(played / np.abs(played).max())
+    np.testing.assert_allclose(store.load(variant_id("q", 1.4142)), expected, atol=1e-4)
+    assert len(store.load(variant_id("q", 0.7071))) > len(store.load(variant_id("q", 1.4142)))
+    again = extract_speed_variants([("q", good)], store, config, (0.7071, 1.0, 1.4142), progress=False)
+    assert again.extracted == 0 and again.skipped == 2
+
+
+def test_speeds_method_scores_each_pair_by_its_best_variant(tmp_path):
+    features = tmp_path / "features"
+    store = fake_store(features / "random")
+    save_model(tmp_path / "models" / "ausil-random", ExtractionConfig())
+    speeds = FeatureStore(features / "random-speeds")
+    speeds.bind(ExtractionConfig())
+    # q2's variant is p1's descriptors: p1 must score with q2 as it scores with q1
+    speeds.save(variant_id("q2", 1.2311), store.load("p1"), "q2.mp4", 12.0)
+    bench = toy_benchmark()
+    plan = plan_methods(features, tmp_path / "models", tmp_path / "cache", bench, media_baselines=())
+    names = [m.name for m in plan.methods]
+    assert names[:2] == ["ausil-random", "ausil-random-speeds"]
+    plain, hyp = (score_method(m, bench, tmp_path / f"{m.name}.json").similarities for m in plan.methods[:2])
+    assert set(hyp) == {"q1", "q2"}
+    for q in ("q1", "q2"):
+        for v in bench.database_ids:
+            assert hyp[q][v] >= plain[q][v] - 1e-6
+    assert hyp["q2"]["p1"] > plain["q2"]["p1"] and hyp["q1"] == pytest.approx(plain["q1"])
+
+
+def test_speeds_store_of_another_backbone_is_refused(tmp_path):
+    features = tmp_path / "features"
+    fake_store(features / "random")
+    save_model(tmp_path / "models" / "ausil-random", ExtractionConfig())
+    FeatureStore(features / "random-speeds").bind(ExtractionConfig(seed=4))
+    plan = plan_methods(features, tmp_path / "models", tmp_path / "cache", toy_benchmark(), media_baselines=())
+    assert "another backbone" in plan.unavailable["ausil-random-speeds"]

@@ -51,6 +51,7 @@ from ausil_lite.audio import SAMPLE_RATE
 from ausil_lite.config import git_commit
 from ausil_lite.datasets import transforms as T
 from ausil_lite.datasets.benchmark import Benchmark, read_annotation_json, read_id_list, write_annotation_json, write_id_list
+from ausil_lite.datasets.repeats import RepeatFinder
 from ausil_lite.datasets.sources import (
     SourceFile,
     SourcePoolError,
@@ -239,8 +240,14 @@ def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
     return round(float(rng.uniform(*bounds)), 3)
 
 
-def plan_benchmark(tracks: Sequence[Track], config: DavrMiniConfig, seed: int) -> Plan:
-    """Every item of the benchmark, decided from ``tracks``, ``config`` and ``seed`` (no audio is read)."""
+def plan_benchmark(
+    tracks: Sequence[Track], config: DavrMiniConfig, seed: int, repeats: RepeatFinder | None = None
+) -> Plan:
+    """Every item of the benchmark, decided from ``tracks``, ``config`` and ``seed``.
+
+    No audio is read, except by ``repeats`` (the build passes a :class:`RepeatFinder`): the stretches of a
+    query's track that repeat the query window are then reserved with it, so no negative holds its audio.
+    """
     train, evaluation = split_tracks(tracks, config.train_fraction, seed)
     if not evaluation:
         raise SourcePoolError("no evaluation tracks: the pool needs at least two usable tracks per package")
@@ -278,6 +285,13 @@ def plan_benchmark(tracks: Sequence[Track], config: DavrMiniConfig, seed: int) -
         # Capped by the free stretch, so 30-60 s speech tracks give queries too.
         window = timeline.draw(rng, track.id, min(_uniform(rng, config.query_s), longest))
         timeline.reserve(window)
+        if repeats is not None:
+            looped = repeats(track, window.start_s, window.duration_s)
+            for a, b in looped:
+                timeline.reserve(Window(track.id, a, round(b - a, 3)))
+            if looped:
+                notes.append(f"{track.id}: {sum(b - a for a, b in looped):.1f} s elsewhere in the track repeat the "
+                             f"query window at {window.start_s:.3f} s; kept out of every other window")
         queries.append(make("query", "", "", window, None))
     if len(queries) < config.n_queries:
         raise SourcePoolError(
@@ -508,7 +522,7 @@ def build_davr_mini(
         config = PROFILES[profile]
     root = Path(root) if root is not None else data_root() / "davr-mini" / profile
     rows = list(pool_rows) if pool_rows is not None else pool_rows_for(source_dirs, include_default, rescan_sources)
-    plan = plan_benchmark(tracks_from_rows(rows), config, seed)
+    plan = plan_benchmark(tracks_from_rows(rows), config, seed, RepeatFinder())
     table = _csv_text(item_table_rows(plan), TABLE_COLUMNS)
     existing = root / "items.csv"
     if existing.is_file() and existing.read_text(encoding="utf-8") != table:

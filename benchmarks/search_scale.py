@@ -1,10 +1,12 @@
 """Search at scale: stage-1 compression choice, query latency and recall at 1k/10k/100k videos,
 index size per hour of audio, peak memory while querying, and Dask extraction throughput.
 
-Real part: DAVR-mini (``data_root()/davr-mini/<profile>``; its features are extracted into
-``data_root()/features/davr-mini-<profile>/<backbone>`` when missing) is indexed with the real
-``update_index``: its database videos are in every database, its queries are the queries, and its
-audio-duplicate annotations (``DA``) give the recall.
+Real part: DAVR-mini (``data_root()/davr-mini/<profile>``) is indexed with the real ``update_index``
+from the study's descriptors (``data_root()/features/davr-mini-<profile>/<backbone>``, ``--backbone``
+selfsup by default; random ones are extracted when missing) with the study's trained model for that
+backbone (``data_root()/models/<profile>/ausil-<backbone>``: its whitening and reranking) when it exists:
+its database videos are in every database, its queries are the queries, and its audio-duplicate
+annotations (``DA``) give the recall.
 
 Synthetic part (stated in the output): databases larger than DAVR-mini are filled with synthetic
 videos of ``--segments`` segments each, generated directly in the whitened space the index stores
@@ -71,20 +73,28 @@ COMPRESSION = [  # stage-1 variants measured on the 10k database: (name, dim, ki
 # --- the real part: DAVR-mini ---------------------------------------------------------------------------------
 
 
-def davr_index(profile: str, work: Path) -> tuple[SearchIndex, dict[str, np.ndarray], dict[str, set[str]], FeatureStore]:
-    """Index DAVR-mini's database with ``update_index``; return it, raw query descriptors and positives."""
+def davr_index(
+    profile: str, work: Path, backbone: str
+) -> tuple[SearchIndex, dict[str, np.ndarray], dict[str, set[str]], FeatureStore, Path | None]:
+    """Index DAVR-mini's database with ``update_index``; return it, raw query descriptors, positives,
+    the store and the model used (None: whitening fitted on the database, chamfer reranking)."""
     bench = load_davr_mini(profile=profile)
-    store = FeatureStore(data_root() / "features" / f"davr-mini-{profile}" / "random")
+    store = FeatureStore(data_root() / "features" / f"davr-mini-{profile}" / backbone)
+    model_dir = data_root() / "models" / profile / f"ausil-{backbone}"
+    model_dir = model_dir if (model_dir / "model.pt").is_file() else None
     missing = [(v, p) for v, p in bench.videos() if not store.has(v)]
+    if missing and backbone != "random":
+        raise SystemExit(f"{store.root} lacks {len(missing)} DAVR-mini videos: run the study's training chapter "
+                         f"(python -m ausil_lite.study --profile {profile}) or pass --backbone random")
     if missing:
         print(f"extracting {len(missing)} DAVR-mini videos into {store.root}")
         print(extract_videos(bench.videos(), store, ExtractionConfig(device="cpu"), workers=1, progress=False))
     stored = set(store.ids())
     entries = [MediaFile(v, Path(str(bench.path(v))), 0, 0) for v in bench.database() if v in stored]
-    print(update_index(work / "davr", entries, store))
+    print(update_index(work / "davr", entries, store, model_dir=model_dir))
     queries = {q: store.load(q) for q in bench.queries() if q in stored}
     positives = {q: bench.relevant(q) for q in queries}
-    return SearchIndex.open(work / "davr"), queries, positives, store
+    return SearchIndex.open(work / "davr"), queries, positives, store, model_dir
 
 
 def ar1_rho(index: SearchIndex) -> float:
@@ -350,6 +360,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,100000", help="database sizes in videos")
     parser.add_argument("--segments", type=int, default=60, help="segments per synthetic video (~1 min)")
     parser.add_argument("--profile", default="ci", help="DAVR-mini profile (its build must exist)")
+    parser.add_argument("--backbone", default="selfsup", choices=["random", "selfsup", "kumar2018"],
+                        help="whose descriptors (and trained model, when the study made one) are searched")
     parser.add_argument("--compression-size", type=int, default=10_000, help="database size of the compression choice")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each query")
     parser.add_argument("--dask-videos", type=int, default=24, help="DAVR-mini videos extracted per Dask run (0: skip)")
@@ -373,9 +385,11 @@ def main() -> None:
         "git_commit": git_commit(), "query_config": asdict(config), "index_config": asdict(IndexConfig()),
     }
     try:
-        real, queries, positives, store = davr_index(args.profile, work)
+        real, queries, positives, store, model_dir = davr_index(args.profile, work, args.backbone)
         rho = ar1_rho(real)
-        report["davr_mini"] = {"profile": args.profile, "queries": len(queries), "database": len(real.videos),
+        report["davr_mini"] = {"profile": args.profile, "backbone": args.backbone,
+                               "model": None if model_dir is None else str(model_dir),
+                               "queries": len(queries), "database": len(real.videos),
                                "duplicate_pairs": sum(map(len, positives.values())), "ar1_rho": rho}
         print(f"DAVR-mini {args.profile}: {len(queries)} queries, {len(real.videos)} database videos, "
               f"{report['davr_mini']['duplicate_pairs']} duplicate pairs; adjacent-segment cosine {rho:.3f}")

@@ -57,6 +57,7 @@ from ausil_lite.datasets.sources import (
     SourcePoolError,
     Track,
     default_pool_rows,
+    read_manifest,
     scan_directory,
     tracks_from_rows,
     write_manifest,
@@ -526,11 +527,12 @@ def build_davr_mini(
     table = _csv_text(item_table_rows(plan), TABLE_COLUMNS)
     existing = root / "items.csv"
     if existing.is_file() and existing.read_text(encoding="utf-8") != table:
-        if not overwrite:
+        if not overwrite and not _same_request(root, profile, seed, rows):
             raise SourcePoolError(
                 f"{root} holds a DAVR-mini built with another seed, profile or source pool; "
                 "pass overwrite=True (--overwrite) to replace it"
             )
+        # same request, other plan: the planner changed (e.g. a fix); the old media are remade
         for p in (root / "media").glob("*"):
             p.unlink()
     (root / "media").mkdir(parents=True, exist_ok=True)
@@ -598,6 +600,20 @@ class BuildRequest:
             self.profile, self.seed, root=self.root, source_dirs=self.folders, include_default=self.include_default,
             workers=self.workers, overwrite=overwrite, rescan_sources=rescan_sources, progress=progress,
         )
+
+
+def _same_request(root: Path, profile: str, seed: int, rows: Sequence[SourceFile]) -> bool:
+    """Whether the build in ``root`` was asked for with this profile, seed and source pool (so only the
+    planner's code can have changed what it holds)."""
+    try:
+        build = json.loads((root / "build.json").read_text(encoding="utf-8"))
+        built_rows = read_manifest(root / "sources.csv")
+    except (OSError, ValueError, SourcePoolError):
+        return False
+
+    def key(r: SourceFile) -> tuple:
+        return (r.track, r.path, r.sha256, r.excluded)
+    return build.get("profile") == profile and build.get("seed") == seed and sorted(map(key, built_rows)) == sorted(map(key, rows))
 
 
 def load_davr_mini(root: str | Path | None = None, profile: str = "ci") -> Benchmark:

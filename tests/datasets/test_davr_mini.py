@@ -188,6 +188,11 @@ def test_rebuild_is_identical_resumes_and_refuses_another_seed(small_build):
         D.build_davr_mini("test", 12, root=base / "two", **kwargs)
     build = json.loads((base / "two" / "build.json").read_text())
     assert build["seed"] == 11 and build["config"]["n_queries"] == 3
+    # the same request over a build an older planner made: replanned and rendered anew, not refused
+    items = base / "two" / "items.csv"
+    items.write_text(items.read_text().replace(",mp4,", ",webm,", 1))
+    replanned = D.build_davr_mini("test", 11, root=base / "two", **kwargs)
+    assert replanned.rendered == 27 and items.read_bytes() == (base / "one" / "items.csv").read_bytes()
 
 
 def test_loading_an_unbuilt_folder_says_how_to_build(tmp_path):

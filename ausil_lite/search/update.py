@@ -137,6 +137,22 @@ def _rebuild_stage1(table: pd.DataFrame, shards: dict[str, np.ndarray], dim: int
     return build_stage1(training, _stage1_chunks(table, shards, dim), total, stage1, config.seed)
 
 
+def stale_ids(root: str | Path, entries: Sequence[MediaFile]) -> list[str]:
+    """Indexed ids to drop before adding ``entries`` (the whole collection as it is now): ids no longer
+    among them, and ids whose file changed since it was indexed (other path, size or modification time),
+    which ``update_index`` then indexes again. Empty when there is no index yet.
+
+    For collections whose ids stay with a file while it is edited (a benchmark's video ids); the ``index``
+    command names files by a digest of path, size and time instead, so an edited file is a new id there.
+    """
+    if not current_version(Path(root)):
+        return []
+    now = {f.id: (str(f.path), int(f.size), int(f.mtime_ns)) for f in entries}
+    indexed = SearchIndex.open(root, verify="none").videos
+    return [vid for vid, source, size, mtime in indexed[["id", "source", "size", "mtime_ns"]].itertuples(index=False)
+            if now.get(vid) != (str(source), int(size), int(mtime))]
+
+
 def update_index(
     root: str | Path,
     add: Sequence[MediaFile],

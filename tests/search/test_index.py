@@ -59,6 +59,26 @@ def test_adding_later_keeps_old_videos_and_changed_files_replace_theirs(syntheti
     assert Searcher(index).search(query_of(tracks, "v03", 5, 25)).matches[0].id == "v03b"
 
 
+def test_stale_ids_are_the_edited_and_the_gone_files_of_a_collection_keyed_by_id(synthetic, tmp_path):
+    from dataclasses import replace
+
+    from ausil_lite.search.update import stale_ids
+
+    store, entries, tracks = synthetic
+    assert stale_ids(tmp_path / "idx", entries) == []  # no index yet
+    update_index(tmp_path / "idx", entries, store)
+    assert stale_ids(tmp_path / "idx", entries) == []
+    # v01 re-rendered (same id, new time), v02 gone from the collection
+    now = [replace(e, mtime_ns=e.mtime_ns + 1) if e.id == "v01" else e for e in entries if e.id != "v02"]
+    assert sorted(stale_ids(tmp_path / "idx", now)) == ["v01", "v02"]
+    store.save("v01", tracks["v01"][:35], "/collection/v01.mp4", 36.0)
+    summary = update_index(tmp_path / "idx", now, store, drop=stale_ids(tmp_path / "idx", now))
+    assert (summary.added, summary.removed, summary.videos) == (1, 2, 29)
+    index = SearchIndex.open(tmp_path / "idx")
+    assert "v02" not in set(index.videos["id"]) and index.embeddings(int(index.videos.index[index.videos["id"] == "v01"][0])).shape[0] == 35
+    assert stale_ids(tmp_path / "idx", now) == []
+
+
 def test_growth_refits_the_whitening(tmp_path, synthetic_store):
     tracks = {f"w{i}": synthetic_store.track(100 + i, 30) for i in range(12)}
     store, entries = synthetic_store(tmp_path / "store", tracks)

@@ -6,8 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
+from ausil_lite.errors import InputError
 from ausil_lite.search.index import SearchIndex
 from ausil_lite.search.query import QueryConfig, Searcher, single_threaded
+from ausil_lite.speeds import speed_grid
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--candidates", type=int, default=100, help="videos stage 1 passes to reranking (default: 100)")
     p.add_argument("--nprobe", type=int, default=32, help="inverted lists scanned per segment (large indexes)")
     p.add_argument("--model", type=Path, default=None, help="rerank with this model (default: the index's)")
+    p.add_argument("--speeds", type=int, default=0, metavar="N",
+                   help="also search with the query played at 0.7x-1.4x, N steps per octave (10: 11 speeds); finds "
+                   "sped-up or slowed-down copies at the cost of extracting the query N+1 times (default: 0, off)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=run)
 
@@ -32,9 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = QueryConfig(top=args.top, candidates=args.candidates, nprobe=args.nprobe, threshold=args.threshold)
     searcher = Searcher(SearchIndex.open(args.index), args.model)
+    if args.speeds and args.video.suffix.lower() == ".npy":
+        raise InputError(f"{args.video}: --speeds plays the query's audio at other speeds; give the media file")
     descriptors = searcher.descriptors(args.video)
+    variants = searcher.speed_variants(args.video, speed_grid(args.speeds)) if args.speeds else {}
     with single_threaded():
-        result = searcher.search(descriptors, config)
+        result = searcher.search(descriptors, config, variants)
     if args.json:
         print(json.dumps({"query": str(args.video), "index": str(args.index), "version": searcher.index.version,
                           **result.to_dict()}, indent=2))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -11,7 +12,9 @@ import faiss
 import numpy as np
 import torch
 
+from ausil_lite.audio import SAMPLE_RATE, load_audio, peak_normalise
 from ausil_lite.config import config_from_dict
+from ausil_lite.datasets.transforms import apply_speed
 from ausil_lite.errors import InputError
 from ausil_lite.features import ExtractionConfig, FeatureExtractor
 from ausil_lite.search.align import STEP_S, SEGMENT_S, Span, aligned_span
@@ -19,6 +22,10 @@ from ausil_lite.search.index import SearchIndex
 from ausil_lite.search.rerank import ChamferReranker, ModelReranker
 from ausil_lite.search.stage1 import candidate_videos, compact
 from ausil_lite.similarity import load_model
+
+
+MIN_VARIANT_SEGMENTS = 4
+"""A speed variant shorter than this (a short query played fast) is left out: too little to vote or rerank."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,7 @@ class Match:
     votes: float  # stage-1 segment votes
     query_span: tuple[float, float] | None  # seconds in the query, None when no segments align
     match_span: tuple[float, float] | None  # seconds in the matched video
+    speed: float = 1.0  # the query speed that matched best (1.0 unless searched with speed variants)
 
 
 @dataclass
@@ -125,25 +133,66 @@ class Searcher:
             if x.ndim != 2 or len(x) == 0:
                 raise InputError(f"{path}: expected (segments, dims) descriptors, got shape {x.shape}")
             return x.astype(np.float32, copy=False)
+        return self._index_extractor().from_file(path)
+
+    def _index_extractor(self) -> FeatureExtractor:
+        """The feature extractor the index's videos were made with (built on first use)."""
         if self._extractor is None:
             stored = dict(self.index.manifest["extraction"], device="cpu")
             self._extractor = FeatureExtractor(config_from_dict(ExtractionConfig, stored))
-        return self._extractor.from_file(path)
+        return self._extractor
 
-    def search(self, descriptors: np.ndarray, config: QueryConfig = QueryConfig()) -> QueryResult:
-        """Ranked matches for a query's raw (segments, 2528) descriptors."""
+    def speed_variants(self, path: str | Path, factors: Sequence[float]) -> dict[float, np.ndarray]:
+        """Raw descriptors of the query file played at each factor other than 1.0 (:mod:`ausil_lite.speeds`)."""
+        samples, extractor, variants = load_audio(path), self._index_extractor(), {}
+        for factor in factors:
+            if factor != 1.0:
+                played = peak_normalise(apply_speed(samples, SAMPLE_RATE, factor=factor), f"{path} at {factor}x")
+                variants[factor] = extractor.from_waveform(played)
+        return variants
+
+    def search(
+        self, descriptors: np.ndarray, config: QueryConfig = QueryConfig(), variants: Mapping[float, np.ndarray] = {}
+    ) -> QueryResult:
+        """Ranked matches for a query's raw (segments, 2528) descriptors.
+
+        ``variants``: the query played at other speeds (factor -> raw descriptors, see
+        :meth:`speed_variants`). Stage 1 then votes with every variant and keeps each video's best vote;
+        stage 2 scores each candidate with the query and with the variant that voted best for it, and
+        keeps the higher score, so reranking costs at most twice as much while stage 1 sees every speed.
+        Spans are given in the query's own time.
+        """
         clock = time.perf_counter()
         whitened = self.index.whitening.transform(np.asarray(descriptors, dtype=np.float32))
         duration = (len(whitened) - 1) * STEP_S + SEGMENT_S
-        rows, votes = candidate_videos(
-            self.index.stage1, compact(whitened, self.index.manifest["dims"]["stage1"]), self.index.offsets,
-            config.neighbours, config.candidates, config.nprobe,
-        )
+        speeds = {1.0: whitened} | {f: self.index.whitening.transform(np.asarray(x, dtype=np.float32))
+                                    for f, x in variants.items() if f != 1.0 and len(x) >= MIN_VARIANT_SEGMENTS}
+        best_votes: dict[int, tuple[float, float]] = {}  # row -> (vote, factor)
+        for factor, x in speeds.items():
+            found, votes = candidate_videos(
+                self.index.stage1, compact(x, self.index.manifest["dims"]["stage1"]), self.index.offsets,
+                config.neighbours, config.candidates, config.nprobe,
+            )
+            for row, vote in zip(found.tolist(), votes.tolist()):
+                if row not in best_votes or vote > best_votes[row][0]:
+                    best_votes[row] = (vote, factor)
+        ranked = sorted(best_votes, key=lambda r: -best_votes[r][0])[: config.candidates]
+        rows = np.array(ranked, dtype=np.int64)
+        votes = np.array([best_votes[r][0] for r in ranked], dtype=np.float32)
         timings = {"stage1": (time.perf_counter() - clock) * 1e3}
         clock = time.perf_counter()
-        query = self.reranker.query(whitened)
+        prepared = {1.0: self.reranker.query(whitened)}
         candidates = [self.index.embeddings(int(r)) for r in rows]
-        scores = self.reranker.scores(query, [self.reranker.candidate(c) for c in candidates]) if len(rows) else np.empty(0)
+        ready = [self.reranker.candidate(c) for c in candidates]
+        scores = self.reranker.scores(prepared[1.0], ready) if len(rows) else np.empty(0)
+        factor_of = np.ones(len(rows))
+        for factor in {best_votes[r][1] for r in ranked} - {1.0}:
+            prepared[factor] = self.reranker.query(speeds[factor])
+            picks = [k for k, r in enumerate(ranked) if best_votes[r][1] == factor]
+            other = self.reranker.scores(prepared[factor], [ready[k] for k in picks])
+            for k, value in zip(picks, other):
+                if value > scores[k]:
+                    scores[k], factor_of[k] = value, factor
         order = np.argsort(-scores, kind="stable")
         if config.threshold is not None:
             order = order[scores[order] >= config.threshold]
@@ -153,10 +202,15 @@ class Searcher:
         matches = []
         for rank, k in enumerate(order, start=1):
             video = self.index.videos.iloc[int(rows[k])]
-            span: Span | None = aligned_span(self.reranker.matrix(query, candidates[k]), duration, float(video["duration"]))
+            factor = float(factor_of[k])
+            played = (len(speeds[factor]) - 1) * STEP_S + SEGMENT_S
+            span: Span | None = aligned_span(self.reranker.matrix(prepared[factor], candidates[k]), played,
+                                             float(video["duration"]))
+            query_span = None if span is None else (  # a variant's seconds, back in the query's own time
+                round(min(span.query[0] * factor, duration), 2), round(min(span.query[1] * factor, duration), 2))
             matches.append(Match(
                 rank, str(video["id"]), str(video["source"]), float(scores[k]), float(votes[k]),
-                span.query if span else None, span.match if span else None,
+                query_span, span.match if span else None, factor,
             ))
         timings["align"] = (time.perf_counter() - clock) * 1e3
         ids = self.index.videos["id"].to_numpy()[rows].tolist()

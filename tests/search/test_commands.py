@@ -88,3 +88,25 @@ def test_corrupt_index_gets_a_clear_message(indexed, tmp_path, capsys):
     stage1.write_bytes(stage1.read_bytes()[:-10])
     assert main(["query", str(collection / "query.m4a"), "--index", str(copy)]) == 2
     assert f"{stage1}: index file truncated" in capsys.readouterr().err
+
+
+def test_query_with_speeds_finds_a_sped_up_copy_and_says_at_which_speed(indexed, tmp_path, capsys):
+    from ausil_lite.audio import SAMPLE_RATE, load_audio
+    from ausil_lite.datasets.transforms import apply_speed
+    from ausil_lite.media import write_media
+    from ausil_lite.speeds import speed_grid
+
+    collection, index, _ = indexed
+    original = load_audio(collection / "db" / "a.mp4")
+    fast = tmp_path / "fast.m4a"  # seconds 2-14 of a.mp4 played 1.3x faster
+    write_media(fast, 0.8 * apply_speed(original[2 * SAMPLE_RATE : 14 * SAMPLE_RATE], SAMPLE_RATE, factor=1.3), SAMPLE_RATE)
+    assert main(["query", str(fast), "--index", str(index), "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)["matches"][0]
+    assert main(["query", str(fast), "--index", str(index), "--speeds", "10", "--json"]) == 0
+    best = json.loads(capsys.readouterr().out)["matches"][0]
+    # the best of 11 speeds scores at least what the query as played does, and says which speed it was
+    assert best["source"].endswith("a.mp4") and best["speed"] in speed_grid(10) and best["score"] >= plain["score"]
+    stored = tmp_path / "fast.npy"
+    np.save(stored, np.ones((6, 2528), np.float32))
+    assert main(["query", str(stored), "--index", str(index), "--speeds", "10"]) == 2
+    assert "give the media file" in capsys.readouterr().err

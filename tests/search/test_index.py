@@ -200,3 +200,22 @@ def test_model_whitening_and_reranking(synthetic, tmp_path):
     other = AuSiL(PCAWhitening.fit(training[::2])).save(tmp_path / "other", {"config": {}, "seed": 0})
     with pytest.raises(Exception, match="whitening"):
         Searcher(index, other)
+
+
+def test_a_speed_variant_finds_what_the_query_as_played_misses(synthetic, tmp_path):
+    """The query as played matches nothing; its 1.23x variant is v05's recording: v05 comes first,
+    found by stage 1 through the variant, scored by it, with the span back in the query's time."""
+    store, entries, tracks = synthetic
+    update_index(tmp_path / "idx", entries, store)
+    searcher = Searcher(SearchIndex.open(tmp_path / "idx"))
+    unrelated = np.abs(np.random.default_rng(99).standard_normal((30, tracks["v05"].shape[1]))).astype(np.float32)
+    plain = searcher.search(unrelated, QueryConfig(top=5, candidates=3))
+    assert "v05" not in plain.candidate_ids
+    variant = query_of(tracks, "v05", 10, 34)  # 24 segments: a 1.2311x play of the 30-segment query
+    found = searcher.search(unrelated, QueryConfig(top=5, candidates=3), variants={1.2311: variant, 0.7: variant[:2]})
+    best = found.matches[0]
+    assert best.id == "v05" and best.speed == 1.2311 and "v05" in found.candidate_ids
+    assert best.score > max(m.score for m in plain.matches)
+    # the variant's span (up to its 25 s) scaled by 1.23 into the query's own 31 s
+    assert 26.0 < best.query_span[1] <= plain.query_duration
+    assert all(m.speed == 1.0 for m in plain.matches)

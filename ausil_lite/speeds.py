@@ -95,10 +95,16 @@ def extract_speed_variants(
     return summary
 
 
-def variants_of(store: FeatureStore, video_id: str) -> dict[str, np.ndarray]:
-    """Every stored variant of ``video_id`` (variant id -> descriptors)."""
-    prefix = video_id + SEPARATOR
-    return {vid: store.load(vid) for vid in store.ids() if vid.startswith(prefix)}
+def variants_of(store: FeatureStore, video_ids: Iterable[str]) -> dict[str, dict[float, np.ndarray]]:
+    """The stored variants of each of ``video_ids``: ``{video id: {factor: descriptors}}`` (what
+    :meth:`ausil_lite.search.query.Searcher.search` takes as ``variants``)."""
+    wanted = set(video_ids)
+    found: dict[str, dict[float, np.ndarray]] = {vid: {} for vid in wanted}
+    for stored in store.ids():
+        video, _, factor = stored.rpartition(SEPARATOR)
+        if video in wanted:
+            found[video][float(factor)] = store.load(stored)
+    return found
 
 
 def best_over_variants(similarities: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:

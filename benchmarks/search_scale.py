@@ -55,6 +55,8 @@ from ausil_lite.search.index import (
 from ausil_lite.search.query import QueryConfig, Searcher, single_threaded
 from ausil_lite.search.stage1 import Stage1Config, build_stage1, candidate_videos, compact
 from ausil_lite.search.update import IndexConfig, update_index
+from ausil_lite.method_scores import SPEEDS_SUFFIX
+from ausil_lite.speeds import variants_of
 from ausil_lite.store import FeatureStore, extract_videos
 
 CHUNK_VIDEOS = 2000  # synthetic videos generated at a time (2000 x 60 x 256 float32 = 123 MB)
@@ -198,9 +200,15 @@ def _memory_mb(field: str) -> float:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
+def speed_variants(profile: str, backbone: str, queries) -> dict[str, dict[float, np.ndarray]]:
+    """The study's speed variants of the queries (chapter 3 stores them), or none when it made none."""
+    store = FeatureStore(data_root() / "features" / f"davr-mini-{profile}" / f"{backbone}{SPEEDS_SUFFIX}")
+    return variants_of(store, queries) if (store.root / "config.json").is_file() else {}
+
+
 def _query_child(args) -> dict:
     """In a fresh process: open the index, run every query ``repeat`` times; latency, memory, recall."""
-    root, queries, positives, config, repeat = args
+    root, queries, positives, config, repeat, variants = args
     base_rss = _memory_mb("VmRSS")
     clock = time.perf_counter()
     searcher = Searcher(SearchIndex.open(root, verify="none"))
@@ -208,10 +216,10 @@ def _query_child(args) -> dict:
     latencies, cpu, stage1_ms, candidates, aps = [], [], [], {}, []
     with single_threaded():  # as the query command runs
         for q, x in queries.items():
-            searcher.search(x, config)  # warm-up: first touch of this query's candidates
+            searcher.search(x, config, variants.get(q, {}))  # warm-up: first touch of this query's candidates
             for _ in range(repeat):
                 clock, cpu_clock = time.perf_counter(), time.process_time()
-                result = searcher.search(x, config)
+                result = searcher.search(x, config, variants.get(q, {}))
                 latencies.append(time.perf_counter() - clock)
                 cpu.append(time.process_time() - cpu_clock)
                 stage1_ms.append(result.timings_ms["stage1"])
@@ -231,9 +239,9 @@ def _query_child(args) -> dict:
     }
 
 
-def query_in_child(root: Path, queries, positives, config: QueryConfig, repeat: int) -> dict:
+def query_in_child(root: Path, queries, positives, config: QueryConfig, repeat: int, variants=None) -> dict:
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_query_child, ((root, queries, positives, config, repeat),))
+        return pool.apply(_query_child, ((root, queries, positives, config, repeat, variants or {}),))
 
 
 def exact_stage1_recall(root: Path, queries, positives, config: QueryConfig) -> float:
@@ -362,6 +370,9 @@ def main() -> None:
     parser.add_argument("--profile", default="ci", help="DAVR-mini profile (its build must exist)")
     parser.add_argument("--backbone", default="selfsup", choices=["random", "selfsup", "kumar2018"],
                         help="whose descriptors (and trained model, when the study made one) are searched")
+    parser.add_argument("--speeds", action=argparse.BooleanOptionalAction, default=True,
+                        help="query with the study's speed variants of each query too, when chapter 3 stored them "
+                        "(latency and recall then include them; the exact-scan ceiling and nprobe sweep do not)")
     parser.add_argument("--compression-size", type=int, default=10_000, help="database size of the compression choice")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each query")
     parser.add_argument("--dask-videos", type=int, default=24, help="DAVR-mini videos extracted per Dask run (0: skip)")
@@ -386,6 +397,9 @@ def main() -> None:
     }
     try:
         real, queries, positives, store, model_dir = davr_index(args.profile, work, args.backbone)
+        variants = speed_variants(args.profile, args.backbone, queries) if args.speeds else {}
+        report["speed_variants"] = {"queries": sum(1 for v in variants.values() if v),
+                                    "factors": sorted({f for v in variants.values() for f in v})}
         rho = ar1_rho(real)
         report["davr_mini"] = {"profile": args.profile, "backbone": args.backbone,
                                "model": None if model_dir is None else str(model_dir),
@@ -393,7 +407,7 @@ def main() -> None:
                                "duplicate_pairs": sum(map(len, positives.values())), "ar1_rho": rho}
         print(f"DAVR-mini {args.profile}: {len(queries)} queries, {len(real.videos)} database videos, "
               f"{report['davr_mini']['duplicate_pairs']} duplicate pairs; adjacent-segment cosine {rho:.3f}")
-        real_only = query_in_child(real.root, queries, positives, config, 1)
+        real_only = query_in_child(real.root, queries, positives, config, 1, variants)
         report["davr_mini"].update(real_only)
 
         print(f"\nstage-1 compression on {args.compression_size} videos (DAVR-mini + synthetic):")
@@ -411,7 +425,7 @@ def main() -> None:
         for size in sizes:
             root = work / f"db{size}"
             built = build_scaled_index(real, root, size, args.segments, rho, stage1, args.seed)
-            measured = query_in_child(root, queries, positives, config, args.repeat)
+            measured = query_in_child(root, queries, positives, config, args.repeat, variants)
             measured["stage1_recall_exact_scan"] = exact_stage1_recall(root, queries, positives, config)
             if "IVF" in built["factory"] and args.nprobe_sweep:
                 measured["nprobe_sweep"] = nprobe_sweep(root, queries, positives, config,

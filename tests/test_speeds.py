@@ -8,11 +8,10 @@ from ausil_lite.datasets.transforms import apply_speed
 from ausil_lite.features import ExtractionConfig, FeatureExtractor
 from ausil_lite.method_scores import plan_methods, score_method
 from ausil_lite.similarity.model import load_model
-from ausil_lite.speeds import base_id, best_over_variants, extract_speed_variants, speed_grid, variant_id
+from ausil_lite.speeds import base_id, best_over_variants, extract_speed_variants, speed_grid, variant_id, variants_of
 from ausil_lite.store import FeatureStore
 
-from conftest import noise
-from test_method_scores import fake_store, save_model, toy_benchmark
+from test_method_scores import fake_store, noise, save_model, toy_benchmark
 
 
 def test_grid_is_geometric_covers_the_range_and_holds_the_original_speed():
@@ -36,7 +35,7 @@ def test_best_over_variants_keeps_each_candidates_maximum():
 
 
 def test_variants_are_the_query_played_faster_and_slower_stored_once(tmp_path, make_media):
-    samples = noise(8.0, seed=3)
+    samples = noise(8.0, 3)
     good, bad = make_media("q.wav", samples), tmp_path / "broken.mp4"
     bad.write_bytes(b"not a video")
     store, config = FeatureStore(tmp_path / "speeds"), ExtractionConfig()
@@ -51,6 +50,9 @@ def test_variants_are_the_query_played_faster_and_slower_stored_once(tmp_path, m
     assert len(store.load(variant_id("q", 0.7071))) > len(store.load(variant_id("q", 1.4142)))
     again = extract_speed_variants([("q", good)], store, config, (0.7071, 1.0, 1.4142), progress=False)
     assert again.extracted == 0 and again.skipped == 2
+    loaded = variants_of(store, ["q", "b"])
+    assert sorted(loaded["q"]) == [0.7071, 1.4142] and loaded["b"] == {}
+    np.testing.assert_array_equal(loaded["q"][1.4142], store.load(variant_id("q", 1.4142)))
 
 
 def test_speeds_method_scores_each_pair_by_its_best_variant(tmp_path):

@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,7 @@ from ausil_lite.training import (
     CURVE_FILE,
     TrainingConfig,
     TripletSource,
+    checkpoint_mismatch,
     load_triplet_source,
     save_triplet_source,
     train,
@@ -304,6 +306,16 @@ def train_model(
     """Train (or resume, or reuse) the AuSiL network for one backbone; returns the model of the last
     epoch, its learning curve and the triplet source's description."""
     source, description = triplet_source(config, extraction, log)
+    folder = config.model_dir(extraction.backbone)
+    if (mismatch := checkpoint_mismatch(folder, source, config.training_config())) is not None:
+        # the profile's training settings changed: keep the old model beside, train anew in its place
+        kept = folder.with_name(f"{folder.name}.replaced-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}")
+        folder.rename(kept)
+        folder.mkdir()
+        for cached in kept.glob(f"triplets-{description['key']}.*"):  # this run's triplets stay with it
+            cached.rename(folder / cached.name)
+        if log is not None:
+            log(f"{mismatch}: moved to {kept}; training anew")
     data = {"extraction": dataclasses.asdict(extraction), "benchmark": str(config.benchmark_root),
             "triplets": description}
     model, curve = train(source, config.training_config(), config.model_dir(extraction.backbone), data=data,

@@ -309,6 +309,20 @@ def _comparable(config_dict: dict) -> dict:
     return {k: v for k, v in config_dict.items() if k not in ("epochs", "device")}
 
 
+def checkpoint_mismatch(model_dir: str | Path, source: TripletSource, config: TrainingConfig) -> str | None:
+    """Why the checkpoint in ``model_dir`` cannot be resumed with ``source`` and ``config`` (None: it can,
+    or there is none). Only ``epochs`` and ``device`` may differ from the run that wrote it."""
+    path = Path(model_dir) / CHECKPOINT_FILE
+    if not path.is_file():
+        return None
+    recorded = torch.load(path, map_location="cpu", weights_only=True)["provenance"]
+    if _comparable(recorded["config"]) != _comparable(dataclasses.asdict(config)):
+        return f"{path}: made with {recorded['config']}; asked for {dataclasses.asdict(config)}"
+    if recorded["source_digest"] != source.digest():
+        return f"{path}: made from other training data"
+    return None
+
+
 def train(
     source: TripletSource,
     config: TrainingConfig,
@@ -331,16 +345,12 @@ def train(
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     checkpoint_path = model_dir / CHECKPOINT_FILE
 
-    checkpoint = None
-    digest = source.digest()
+    checkpoint, digest = None, source.digest()
     if checkpoint_path.is_file():
+        mismatch = checkpoint_mismatch(model_dir, source, config)
+        if mismatch is not None:
+            raise ValueError(f"{mismatch}; use another model folder")
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        stored = checkpoint["provenance"]["config"]
-        if _comparable(stored) != _comparable(dataclasses.asdict(config)):
-            raise ValueError(f"{checkpoint_path}: made with {stored}; asked for {dataclasses.asdict(config)}; "
-                             "use another model folder")
-        if checkpoint["provenance"]["source_digest"] != digest:
-            raise ValueError(f"{checkpoint_path}: made from other training data; use another model folder")
         whitening = PCAWhitening.load(model_dir / WHITENING_FILE)
     else:
         whitening = PCAWhitening.fit(source.all_segments(), config.whitening_components)

@@ -11,7 +11,9 @@ from ausil_lite.datasets import davr_mini as D
 from ausil_lite.media import write_media
 from ausil_lite.pipeline import PipelineConfig, read_learning_curve, read_selfsup_loss, train_all
 from ausil_lite.similarity import load_model
+from ausil_lite.similarity.model import read_provenance
 from ausil_lite.store import FeatureStore, StoreError
+from ausil_lite.training import load_triplet_source, train
 
 
 def test_config_rejects_unknown_keys_bad_backbones_and_missing_weights(tmp_path):
@@ -111,11 +113,19 @@ def test_train_all_then_a_rerun_reuses_everything_and_more_epochs_resume(benchma
 
 
 @pytest.mark.slow
-def test_other_settings_in_a_used_folder_raise_naming_it(benchmark):
+def test_other_training_settings_train_anew_keeping_the_old_model_and_another_store_is_refused(benchmark):
     config = tiny_config(benchmark, models_dir=str(benchmark / "models-b"), backbones="random")
     train_all(config, log=None, progress=False)
-    with pytest.raises(ValueError, match="ausil-random"):
-        train_all(dataclasses.replace(config, margin=0.3), log=None, progress=False)
+    old = read_provenance(config.model_dir("random"))
+    messages = []
+    train_all(dataclasses.replace(config, margin=0.3), log=messages.append, progress=False)  # a profile edit
+    assert read_provenance(config.model_dir("random"))["config"]["margin"] == 0.3
+    kept = sorted(config.models_root.glob("ausil-random.replaced-*"))
+    assert len(kept) == 1 and read_provenance(kept[0]) == old
+    assert any("moved to" in m and "ausil-random" in m for m in messages)
+    with pytest.raises(ValueError, match="checkpoint.pt: made with"):  # training itself still refuses to mix runs
+        train(load_triplet_source(next(config.model_dir("random").glob("triplets-*.npz"))),
+              dataclasses.replace(config.training_config(), margin=0.1), config.model_dir("random"), progress=False)
     store = FeatureStore(config.store_dir("random"))
     with pytest.raises(StoreError, match="made with"):
         train_all(dataclasses.replace(config, seed=1), log=None, progress=False)

@@ -330,14 +330,16 @@ def measure_compression(real: SearchIndex, work: Path, n_videos: int, segments: 
 
 
 def choose(rows: list[dict]) -> dict:
-    """The fewest bytes per segment among the 64-dimensional inverted-file variants whose recall is at
-    least 0.99 of IVF-SQ8's (same lists and nprobe, near-lossless codes: the loss is the compression's).
+    """The fewest bytes per segment among the 64-dimensional inverted-file variants that lose no recall
+    against IVF-SQ8 (same lists and nprobe, near-lossless codes: any loss is the compression's).
 
     Exhaustive scans are the recall ceiling but do not meet the latency target at 100k videos; the
-    inverted file's own loss is measured separately by the nprobe sweep.
+    inverted file's own loss is measured separately by the nprobe sweep. The rule once allowed 1 % less
+    than IVF-SQ8: with the selfsup descriptors that picked 8-byte codes, which lost 3 % at 100k videos
+    (0.958 against an exact scan's 0.983), while every size here stays far below 4 MB per hour.
     """
     reference = next(r for r in rows if r["name"] == "ivf-sq8-d64")["stage1_recall"]
-    good = [r for r in rows if r["factory"].startswith("IVF") and r["dim"] == 64 and r["stage1_recall"] >= 0.99 * reference]
+    good = [r for r in rows if r["factory"].startswith("IVF") and r["dim"] == 64 and r["stage1_recall"] >= reference - 1e-9]
     return min(good, key=lambda r: (r["bytes_per_segment"], r["stage1_ms_median"]))
 
 
@@ -414,7 +416,7 @@ def main() -> None:
         rows = measure_compression(real, work, args.compression_size, args.segments, rho, queries, positives, config, args.seed)
         chosen = choose(rows)
         report["compression"] = {"database_videos": args.compression_size, "variants": rows, "chosen": chosen["name"],
-                                 "rule": "fewest bytes/segment among 64-dim IVF variants with recall >= 0.99 x IVF-SQ8's"}
+                                 "rule": "fewest bytes/segment among 64-dim IVF variants with recall >= IVF-SQ8's"}
         print(f"  chosen: {chosen['name']}")
         shutil.rmtree(work / "compression-base")
 

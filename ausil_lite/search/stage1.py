@@ -9,7 +9,7 @@ videos are the candidates for stage 2.
 Compression by size: below ``ivf_min_segments`` an exhaustive scan of 8-bit scalar-quantised codes
 (``sq8``: ``dim`` bytes a segment, exact up to quantisation, trains on any number of segments);
 above it an inverted file with product quantisation (``ivf-pq``: ``pq_bytes`` a segment plus an
-8-byte id, scanning ``nprobe`` of ``nlist`` lists). The defaults (64 dims, 16-byte codes) come from
+8-byte id, scanning ``nprobe`` of ``nlist`` lists). The defaults (64 dims, 32-byte codes) come from
 the measurement that ``benchmarks/search_scale.py`` records under ``"compression"``.
 """
 
@@ -31,7 +31,7 @@ class Stage1Config:
 
     dim: int = 64  # whitened components kept per segment
     kind: str = "auto"  # "auto": sq8 below ivf_min_segments segments, else ivf-pq
-    pq_bytes: int = 16  # bytes per segment of the PQ codes (pq, ivf-pq); must divide dim
+    pq_bytes: int = 32  # bytes per segment of the PQ codes (pq, ivf-pq); must divide dim
     ivf_min_segments: int = 200_000  # ~55 h of audio: below it an exhaustive scan of 8-bit codes is fast enough
     train_per_list: int = 40  # training segments per inverted list (faiss warns below 39)
 

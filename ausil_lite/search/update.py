@@ -52,7 +52,7 @@ class IndexConfig:
 
     stage1_dim: int = 64  # whitened components per segment in stage 1
     stage1_kind: str = "auto"  # see ausil_lite.search.stage1.Stage1Config
-    pq_bytes: int = 16
+    pq_bytes: int = 32
     ivf_min_segments: int = 200_000
     stage2_dim: int = 256  # whitened components kept for chamfer reranking (a model keeps all of its own)
     fit_segments: int = 50_000  # most segments the whitening is fitted on (a 2528 x 2528 covariance)

@@ -137,6 +137,11 @@ def _rebuild_stage1(table: pd.DataFrame, shards: dict[str, np.ndarray], dim: int
     return build_stage1(training, _stage1_chunks(table, shards, dim), total, stage1, config.seed)
 
 
+def _same_whitening(a: PCAWhitening, b: PCAWhitening) -> bool:
+    return a.projection.shape == b.projection.shape and bool(
+        torch.allclose(a.mean.cpu(), b.mean.cpu()) and torch.allclose(a.projection.cpu(), b.projection.cpu()))
+
+
 def stale_ids(root: str | Path, entries: Sequence[MediaFile]) -> list[str]:
     """Indexed ids to drop before adding ``entries`` (the whole collection as it is now): ids no longer
     among them, and ids whose file changed since it was indexed (other path, size or modification time),
@@ -186,6 +191,9 @@ def update_index(
         known = set(kept["id"])
         new = list({f.id: f for f in add if f.id not in known}.values())
         unchanged = len({f.id for f in add}) - len(new)
+        model = load_model(model_dir, "cpu") if model_dir is not None else None
+        if model is not None and previous is not None and not _same_whitening(model.whitening, previous.whitening):
+            rebuild = True  # the model was retrained in place: every video is whitened again with its whitening
         if previous and not new and not dropping.any() and not rebuild:
             return UpdateSummary(None, 0, unchanged, 0, len(kept), int(kept["segments"].sum()),
                                  old["stage1"]["factory"], "", time.perf_counter() - started)
@@ -211,7 +219,6 @@ def update_index(
         if table.empty:
             raise InputError(f"{root}: nothing to index (no video with audio segments)")
         total = int(table["segments"].sum())
-        model = load_model(model_dir, "cpu") if model_dir is not None else None
         refit = model is None and old and total >= config.refit_growth * old["whitening"]["fitted_total"]
         full = not previous or rebuild or refit
         tmp = new_version_dir(root)

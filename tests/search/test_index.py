@@ -200,6 +200,12 @@ def test_model_whitening_and_reranking(synthetic, tmp_path):
     other = AuSiL(PCAWhitening.fit(training[::2])).save(tmp_path / "other", {"config": {}, "seed": 0})
     with pytest.raises(Exception, match="whitening"):
         Searcher(index, other)
+    # the model retrained in place (the training chapter does this): the next update whitens everything again
+    assert update_index(tmp_path / "idx", entries, store).version is None  # unchanged model: nothing to do
+    AuSiL(PCAWhitening.fit(training[::3])).save(model_dir, {"config": {}, "seed": 0})
+    summary = update_index(tmp_path / "idx", entries, store)
+    assert summary.version is not None and summary.videos == len(entries) and summary.rebuilt == "all"
+    assert Searcher(SearchIndex.open(tmp_path / "idx")).search(query_of(tracks, "v12"), QueryConfig(top=3)).matches[0].id == "v12"
 
 
 def test_a_speed_variant_finds_what_the_query_as_played_misses(synthetic, tmp_path):

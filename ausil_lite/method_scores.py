@@ -273,7 +273,8 @@ def _score_ausil(method: Method, benchmark: Benchmark, device: str | None) -> tu
     loaders = [lambda v=v: store.load(v) for v in query_ids]
     if method.speeds_dir is not None:  # each query's variants join as queries of their own, maxed below
         speeds = FeatureStore(method.speeds_dir)
-        variant_ids = [s for s in speeds.ids() if base_id(s) in set(query_ids)]
+        wanted = set(query_ids)
+        variant_ids = [s for s in speeds.ids() if base_id(s) in wanted]
         query_ids += variant_ids
         loaders += [lambda v=v: speeds.load(v) for v in variant_ids]
     queries = []

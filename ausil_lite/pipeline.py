@@ -239,7 +239,7 @@ def extract_query_speeds(
         return None
     bench = load_davr_mini(config.benchmark_root, config.profile)
     store = FeatureStore(config.store_dir(extraction.backbone + SPEEDS_SUFFIX))
-    queries = [(vid, path) for vid, path in bench.videos() if vid in set(bench.query_ids)]
+    queries = bench.videos(bench.query_ids)
     return store, extract_speed_variants(queries, store, extraction, speed_grid(config.speed_hypotheses), progress)
 
 

@@ -56,6 +56,12 @@ def base_id(stored_id: str) -> str:
     return stored_id.rsplit(SEPARATOR, 1)[0]
 
 
+def played_at(samples: np.ndarray, factor: float, name: str | Path = "<array>") -> np.ndarray:
+    """``samples`` (44.1 kHz) played ``factor`` times faster, pitch included, and peak-normalised as a
+    decoded query is: what a speed variant's descriptors are extracted from."""
+    return peak_normalise(apply_speed(samples, SAMPLE_RATE, factor=factor), f"{name} at {factor}x")
+
+
 def extract_speed_variants(
     videos: Sequence[tuple[str, str | Path]],
     store: FeatureStore,
@@ -86,7 +92,7 @@ def extract_speed_variants(
             bar.update(len(pending))
             continue
         for f in pending:
-            played = peak_normalise(apply_speed(samples, SAMPLE_RATE, factor=f), f"{path} at {f}x")
+            played = played_at(samples, f, path)
             store.save(variant_id(vid, f), extractor.from_waveform(played), path, len(played) / SAMPLE_RATE)
             summary.extracted += 1
             summary.audio_seconds += len(played) / SAMPLE_RATE

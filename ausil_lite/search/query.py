@@ -12,9 +12,8 @@ import faiss
 import numpy as np
 import torch
 
-from ausil_lite.audio import SAMPLE_RATE, load_audio, peak_normalise
+from ausil_lite.audio import load_audio
 from ausil_lite.config import config_from_dict
-from ausil_lite.datasets.transforms import apply_speed
 from ausil_lite.errors import InputError
 from ausil_lite.features import ExtractionConfig, FeatureExtractor
 from ausil_lite.search.align import STEP_S, SEGMENT_S, Span, aligned_span
@@ -22,6 +21,7 @@ from ausil_lite.search.index import SearchIndex
 from ausil_lite.search.rerank import ChamferReranker, ModelReranker
 from ausil_lite.search.stage1 import candidate_videos, compact
 from ausil_lite.similarity import load_model
+from ausil_lite.speeds import played_at
 
 
 MIN_VARIANT_SEGMENTS = 4
@@ -147,8 +147,7 @@ class Searcher:
         samples, extractor, variants = load_audio(path), self._index_extractor(), {}
         for factor in factors:
             if factor != 1.0:
-                played = peak_normalise(apply_speed(samples, SAMPLE_RATE, factor=factor), f"{path} at {factor}x")
-                variants[factor] = extractor.from_waveform(played)
+                variants[factor] = extractor.from_waveform(played_at(samples, factor, path))
         return variants
 
     def search(

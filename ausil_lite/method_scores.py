@@ -62,7 +62,7 @@ from ausil_lite.similarity.model import (
 )
 from ausil_lite.similarity.matrix import pad_sequences
 from ausil_lite.similarity.scoring import CHUNK
-from ausil_lite.speeds import base_id, best_over_variants
+from ausil_lite.speeds import VARIANT_PENALTY, base_id, best_over_variants
 from ausil_lite.store import FeatureStore
 
 DESCRIPTOR_KINDS = ("ausil", "chamfer", "pooled")
@@ -94,6 +94,7 @@ class Method:
     model_dir: str | None = None  # ausil: the trained model
     cache_dir: str | None = None  # media methods: the fingerprint cache
     speeds_dir: str | None = None  # ausil: a store of the queries' speed variants (ausil_lite.speeds)
+    variant_penalty: float = VARIANT_PENALTY  # with speeds_dir: a variant's score counts this much lower
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -290,7 +291,7 @@ def _score_ausil(method: Method, benchmark: Benchmark, device: str | None) -> tu
     database_ids = [v for v in benchmark.database_ids if v in stored]
     embedded = embed_videos(model, (store.load(v) for v in database_ids))
     database = ((vid, repeat_short(e)) for vid, e in zip(database_ids, embedded))
-    return best_over_variants(ausil_scores(model, queries, database)), failed
+    return best_over_variants(ausil_scores(model, queries, database), method.variant_penalty), failed
 
 
 @torch.inference_mode()

@@ -1,5 +1,7 @@
 """Speed hypotheses: the grid, variant extraction into a store, and scoring with the best variant."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -8,7 +10,7 @@ from ausil_lite.datasets.transforms import apply_speed
 from ausil_lite.features import ExtractionConfig, FeatureExtractor
 from ausil_lite.method_scores import plan_methods, score_method
 from ausil_lite.similarity.model import load_model
-from ausil_lite.speeds import base_id, best_over_variants, extract_speed_variants, speed_grid, variant_id, variants_of
+from ausil_lite.speeds import VARIANT_PENALTY, base_id, best_over_variants, extract_speed_variants, speed_grid, variant_id, variants_of
 from ausil_lite.store import FeatureStore
 
 from test_method_scores import fake_store, noise, save_model, toy_benchmark
@@ -28,10 +30,14 @@ def test_grid_is_geometric_covers_the_range_and_holds_the_original_speed():
         speed_grid(10, low=1.2)
 
 
-def test_best_over_variants_keeps_each_candidates_maximum():
-    sims = {"q": {"a": 0.2, "b": 0.9}, variant_id("q", 1.2311): {"a": 0.7, "b": 0.1}, "r": {"a": 0.3}}
+def test_best_over_variants_keeps_each_candidates_maximum_a_variant_lowered_by_the_penalty():
+    sims = {"q": {"a": 0.2, "b": 0.9, "c": 0.2}, variant_id("q", 1.2311): {"a": 0.7, "b": 0.1, "c": 0.45},
+            "r": {"a": 0.3}}
     assert base_id(variant_id("q", 1.2311)) == "q" and base_id("r") == "r"
-    assert best_over_variants(sims) == {"q": {"a": 0.7, "b": 0.9}, "r": {"a": 0.3}}
+    assert best_over_variants(sims, penalty=0.0) == {"q": {"a": 0.7, "b": 0.9, "c": 0.45}, "r": {"a": 0.3}}
+    best = best_over_variants(sims, penalty=0.3)  # a: the variant still wins, lowered; c: it no longer does
+    assert best == {"q": {"a": pytest.approx(0.4), "b": 0.9, "c": 0.2}, "r": {"a": 0.3}}
+    assert best_over_variants(sims) == best and VARIANT_PENALTY == 0.3
 
 
 def test_variants_are_the_query_played_faster_and_slower_stored_once(tmp_path, make_media):
@@ -55,7 +61,7 @@ def test_variants_are_the_query_played_faster_and_slower_stored_once(tmp_path, m
     np.testing.assert_array_equal(loaded["q"][1.4142], store.load(variant_id("q", 1.4142)))
 
 
-def test_speeds_method_scores_each_pair_by_its_best_variant(tmp_path):
+def test_speeds_method_scores_each_pair_by_its_best_variant_less_the_penalty(tmp_path):
     features = tmp_path / "features"
     store = fake_store(features / "random")
     save_model(tmp_path / "models" / "ausil-random", ExtractionConfig())
@@ -69,10 +75,16 @@ def test_speeds_method_scores_each_pair_by_its_best_variant(tmp_path):
     assert names[:2] == ["ausil-random", "ausil-random-speeds"]
     plain, hyp = (score_method(m, bench, tmp_path / f"{m.name}.json").similarities for m in plan.methods[:2])
     assert set(hyp) == {"q1", "q2"} and hyp["q1"] == pytest.approx(plain["q1"])  # q1 has no variants
+    unpenalised = dataclasses.replace(plan.methods[1], variant_penalty=0.0)
+    assert plan.methods[1].variant_penalty == VARIANT_PENALTY
+    hyp0 = score_method(unpenalised, bench, tmp_path / "unpenalised.json").similarities
     model = load_model(tmp_path / "models" / "ausil-random")
     for v in bench.database_ids:
         variant = model.similarity(store.load("p1"), store.load(v))
-        assert hyp["q2"][v] == pytest.approx(max(plain["q2"][v], variant), abs=1e-5)
+        assert hyp["q2"][v] == pytest.approx(max(plain["q2"][v], variant - VARIANT_PENALTY), abs=1e-5)
+        assert hyp0["q2"][v] == pytest.approx(max(plain["q2"][v], variant), abs=1e-5)
+    # at p1 (q2's variant is p1 itself) the variant wins unpenalised and loses to the query once penalised
+    assert hyp0["q2"]["p1"] > plain["q2"]["p1"] == hyp["q2"]["p1"]
 
 
 def test_speeds_store_of_another_backbone_is_refused(tmp_path):

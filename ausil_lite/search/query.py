@@ -21,7 +21,7 @@ from ausil_lite.search.index import SearchIndex
 from ausil_lite.search.rerank import ChamferReranker, ModelReranker
 from ausil_lite.search.stage1 import candidate_videos, compact
 from ausil_lite.similarity import load_model
-from ausil_lite.speeds import played_at
+from ausil_lite.speeds import VARIANT_PENALTY, played_at
 
 
 MIN_VARIANT_SEGMENTS = 4
@@ -37,6 +37,7 @@ class QueryConfig:
     neighbours: int = 64  # nearest indexed segments fetched per query segment
     nprobe: int = 32  # inverted lists scanned per query segment (IVF indexes only)
     threshold: float | None = None  # list only matches scoring at least this (duplicates)
+    variant_penalty: float = VARIANT_PENALTY  # a speed variant's score counts this much lower (ausil_lite.speeds)
 
     def __post_init__(self) -> None:
         for name in ("top", "candidates", "neighbours", "nprobe"):
@@ -160,8 +161,8 @@ class Searcher:
         and each variant adds its best tenth of that (a copy at the variant's speed votes near the top
         of its list, while letting every variant fill the whole list pushed weak copies of the query as
         played out of it: measured on DAVR-mini with 10k videos). Stage 2 scores each candidate with
-        the query and with the variant that voted best for it and keeps the higher score. Spans are
-        given in the query's own time.
+        the query and with the variant that voted best for it, less ``config.variant_penalty``, and
+        keeps the higher score. Spans are given in the query's own time.
         """
         clock = time.perf_counter()
         whitened = self.index.whitening.transform(np.asarray(descriptors, dtype=np.float32))
@@ -192,7 +193,7 @@ class Searcher:
             prepared[factor] = self.reranker.query(speeds[factor])
             picks = [k for k, r in enumerate(ranked) if best_votes[r][1] == factor]
             other = self.reranker.scores(prepared[factor], [ready[k] for k in picks])
-            for k, value in zip(picks, other):
+            for k, value in zip(picks, other - config.variant_penalty):
                 if value > scores[k]:
                     scores[k], factor_of[k] = value, factor
         order = np.argsort(-scores, kind="stable")

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 import pytest
 
+from ausil_lite.speeds import VARIANT_PENALTY
+
 from ausil_lite.search import update as update_module
 from ausil_lite.search.index import IndexCorruptError, NoIndexError, SearchIndex, current_version
 from ausil_lite.search.query import QueryConfig, Searcher, single_threaded
@@ -225,3 +227,8 @@ def test_a_speed_variant_finds_what_the_query_as_played_misses(synthetic, tmp_pa
     # the variant's span (up to its 25 s) scaled by 1.23 into the query's own 31 s
     assert 26.0 < best.query_span[1] <= plain.query_duration
     assert all(m.speed == 1.0 for m in plain.matches)
+    # the variant's score counts VARIANT_PENALTY lower than the variant alone scores
+    unpenalised = searcher.search(unrelated, QueryConfig(top=5, candidates=3, variant_penalty=0.0),
+                                  variants={1.2311: variant})
+    assert unpenalised.matches[0].id == "v05"
+    assert best.score == pytest.approx(unpenalised.matches[0].score - VARIANT_PENALTY, abs=1e-5)

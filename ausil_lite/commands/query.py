@@ -9,7 +9,7 @@ from pathlib import Path
 from ausil_lite.errors import InputError
 from ausil_lite.search.index import SearchIndex
 from ausil_lite.search.query import QueryConfig, Searcher, single_threaded
-from ausil_lite.speeds import speed_grid
+from ausil_lite.speeds import VARIANT_PENALTY, speed_grid
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, default=None, help="rerank with this model (default: the index's)")
     p.add_argument("--speeds", type=int, default=0, metavar="N",
                    help="also search with the query played at 0.7x-1.4x, N steps per octave (10: 11 speeds); finds "
-                   "sped-up or slowed-down copies at the cost of extracting the query N+1 times (default: 0, off)")
+                   "sped-up or slowed-down copies at the cost of extracting the query N+1 times; a match found at another "
+                   f"speed scores {VARIANT_PENALTY} lower (default: 0, off)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=run)
 

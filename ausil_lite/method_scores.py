@@ -263,8 +263,18 @@ def embed_videos(model: AuSiL, videos: Iterable[np.ndarray]) -> Iterator[torch.T
 
 
 def _score_ausil(method: Method, benchmark: Benchmark, device: str | None) -> tuple[dict, dict[str, str]]:
-    """As :meth:`AuSiL.prepare` then :func:`ausil_scores`: database videos repeated to at least 10
-    segments (after embedding, which acts per segment), queries shorter than 4 segments skipped."""
+    similarities, failed = variant_similarities(method, benchmark, device)
+    return best_over_variants(similarities, method.variant_penalty), failed
+
+
+def variant_similarities(
+    method: Method, benchmark: Benchmark, device: str | None = None
+) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+    """An ``ausil`` method's similarities, one row per query and, with ``speeds_dir``, one per speed
+    variant (``<query>@x<factor>``), before :func:`best_over_variants` keeps a candidate's best; and the
+    ids that could not be scored, with why. As :meth:`AuSiL.prepare` then :func:`ausil_scores`: database
+    videos repeated to at least 10 segments (after embedding, which acts per segment), queries shorter
+    than 4 segments skipped."""
     model = load_model(method.model_dir, device)
     store = FeatureStore(method.features_dir)
     stored = set(store.ids())
@@ -291,7 +301,7 @@ def _score_ausil(method: Method, benchmark: Benchmark, device: str | None) -> tu
     database_ids = [v for v in benchmark.database_ids if v in stored]
     embedded = embed_videos(model, (store.load(v) for v in database_ids))
     database = ((vid, repeat_short(e)) for vid, e in zip(database_ids, embedded))
-    return best_over_variants(ausil_scores(model, queries, database), method.variant_penalty), failed
+    return ausil_scores(model, queries, database), failed
 
 
 @torch.inference_mode()

@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ausil_lite.breakdown import breakdown_table, changed_positives, subset_map
+from ausil_lite.breakdown import breakdown, breakdown_table, changed_positives, subset_map
 from ausil_lite.datasets.benchmark import AnnotationError, Benchmark
 from ausil_lite.datasets.fivr import load_fivr200k_alpha
 from ausil_lite.datasets.svd import load_svd_alpha
 from ausil_lite.evaluation import RECALL_LEVELS, evaluate_benchmark, read_similarities
 from ausil_lite.features import BACKBONES
 from ausil_lite.method_scores import KINDS, MEDIA_KINDS, ScoredMethod
+from ausil_lite.speeds import best_over_variants
 
 NOT_AVAILABLE = "not available here"
 
@@ -160,6 +161,23 @@ def speed_changed_maps(methods: Mapping[str, Mapping], benchmark: Benchmark, col
     relevant = changed_positives(benchmark, column)
     return pd.Series({name: subset_map(sims, benchmark, relevant).mean_ap for name, sims in methods.items()},
                      name=f"{column}-changed mAP")
+
+
+def penalty_sweep(
+    variant_sims: Mapping[str, Mapping[str, float]], benchmark: Benchmark, penalties: Sequence[float]
+) -> pd.DataFrame:
+    """What :data:`ausil_lite.speeds.VARIANT_PENALTY` trades, one row per penalty: the mAP of
+    :func:`best_over_variants` at that penalty, on speed-changed duplicates, and on the family it does
+    worst on (``variant_sims``: :func:`ausil_lite.method_scores.variant_similarities`). An infinite
+    penalty gives the model without speed hypotheses."""
+    rows = []
+    for penalty in penalties:
+        sims = best_over_variants(variant_sims, penalty)
+        families = breakdown(sims, benchmark, "family").set_index("group")["mAP"]
+        rows.append({"penalty": penalty, "mAP": evaluate_benchmark(sims, benchmark).mean_ap,
+                     "speed-changed mAP": subset_map(sims, benchmark, changed_positives(benchmark)).mean_ap,
+                     "lowest family mAP": families.min(), "lowest family": families.idxmin()})
+    return pd.DataFrame(rows).set_index("penalty")
 
 
 def target_checks(

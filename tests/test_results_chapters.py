@@ -8,11 +8,13 @@ import pytest
 from ausil_lite.config import config_from_dict
 from ausil_lite.datasets.benchmark import Benchmark
 from ausil_lite.evaluation import write_similarities
+from ausil_lite.speeds import variant_id
 from ausil_lite.results_chapters import (
     DavrResultsChapter,
     SpeedChapter,
     load_similarity_files,
     paper_benchmark,
+    penalty_sweep,
     pr_curves,
     speed_changed_maps,
     target_checks,
@@ -74,6 +76,18 @@ def test_speed_changed_map_and_pr_curves():
     curves = pr_curves({"perfect": PERFECT, "brittle": BRITTLE}, toy())
     assert curves.shape == (21, 2) and (curves["perfect"] == 1.0).all()
     assert curves["brittle"].iloc[0] == 1.0 and curves["brittle"].iloc[-1] < 0.6
+
+
+def test_penalty_sweep_trades_chance_matches_against_speed_changed_copies():
+    # q1's 1.3x variant finds b (speed 1.3) but also matches the negative n above a (noise) by chance
+    variants = {"q1": {"a": 0.5, "b": 0.0, "c": 0.1, "d": 0.1, "n": 0.2}, "q2": PERFECT["q2"],
+                variant_id("q1", 1.3): {"a": 0.1, "b": 0.95, "c": 0.0, "d": 0.0, "n": 0.7}}
+    sweep = penalty_sweep(variants, toy(), [0.0, 0.3, float("inf")])
+    assert list(sweep.index) == [0.0, 0.3, float("inf")]
+    assert sweep.loc[0.0, "lowest family"] == "noise" and sweep.loc[0.0, "lowest family mAP"] == 0.5
+    assert sweep.loc[0.0, "speed-changed mAP"] == 1.0
+    assert (sweep.loc[0.3, ["mAP", "speed-changed mAP", "lowest family mAP"]] == 1.0).all()
+    assert sweep.loc[float("inf"), "speed-changed mAP"] < 1.0 and sweep.loc[float("inf"), "lowest family"] == "speed"
 
 
 def test_target_checks_name_the_best_model_and_each_bar():

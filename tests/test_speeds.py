@@ -8,7 +8,7 @@ import pytest
 from ausil_lite.audio import SAMPLE_RATE, load_audio
 from ausil_lite.datasets.transforms import apply_speed
 from ausil_lite.features import ExtractionConfig, FeatureExtractor
-from ausil_lite.method_scores import plan_methods, score_method
+from ausil_lite.method_scores import plan_methods, score_method, variant_similarities
 from ausil_lite.similarity.model import load_model
 from ausil_lite.speeds import VARIANT_PENALTY, base_id, best_over_variants, extract_speed_variants, speed_grid, variant_id, variants_of
 from ausil_lite.store import FeatureStore
@@ -75,16 +75,19 @@ def test_speeds_method_scores_each_pair_by_its_best_variant_less_the_penalty(tmp
     assert names[:2] == ["ausil-random", "ausil-random-speeds"]
     plain, hyp = (score_method(m, bench, tmp_path / f"{m.name}.json").similarities for m in plan.methods[:2])
     assert set(hyp) == {"q1", "q2"} and hyp["q1"] == pytest.approx(plain["q1"])  # q1 has no variants
-    unpenalised = dataclasses.replace(plan.methods[1], variant_penalty=0.0)
     assert plan.methods[1].variant_penalty == VARIANT_PENALTY
-    hyp0 = score_method(unpenalised, bench, tmp_path / "unpenalised.json").similarities
+    # a penalty of -1 (a bonus) makes every variant win: the variant rows really are read
+    bonus = dataclasses.replace(plan.methods[1], variant_penalty=-1.0)
+    hyp_bonus = score_method(bonus, bench, tmp_path / "bonus.json").similarities
     model = load_model(tmp_path / "models" / "ausil-random")
     for v in bench.database_ids:
         variant = model.similarity(store.load("p1"), store.load(v))
         assert hyp["q2"][v] == pytest.approx(max(plain["q2"][v], variant - VARIANT_PENALTY), abs=1e-5)
-        assert hyp0["q2"][v] == pytest.approx(max(plain["q2"][v], variant), abs=1e-5)
-    # at p1 (q2's variant is p1 itself) the variant wins unpenalised and loses to the query once penalised
-    assert hyp0["q2"]["p1"] > plain["q2"]["p1"] == hyp["q2"]["p1"]
+        assert hyp_bonus["q2"][v] == pytest.approx(variant + 1.0, abs=1e-5)
+    rows, failed = variant_similarities(plan.methods[1], bench)  # before the best variant is kept
+    assert set(rows) == {"q1", "q2", variant_id("q2", 1.2311)} and failed == {}
+    assert rows["q2"] == pytest.approx(plain["q2"])
+    assert all(best_over_variants(rows)[q] == pytest.approx(hyp[q]) for q in hyp)
 
 
 def test_speeds_store_of_another_backbone_is_refused(tmp_path):

@@ -69,6 +69,8 @@ COMPRESSION = [  # stage-1 variants measured on the 10k database: (name, dim, ki
     ("ivf-pq8-d64", 64, "ivf-pq", 8),
     ("ivf-pq16-d32", 32, "ivf-pq", 16),
     ("ivf-pq16-d128", 128, "ivf-pq", 16),
+    ("ivf-pq32-d128", 128, "ivf-pq", 32),
+    ("ivf-pq64-d128", 128, "ivf-pq", 64),
 ]
 
 
@@ -338,8 +340,9 @@ def choose(rows: list[dict]) -> dict:
     than IVF-SQ8: with the selfsup descriptors that picked 8-byte codes, which lost 3 % at 100k videos
     (0.958 against an exact scan's 0.983), while every size here stays far below 4 MB per hour.
     At 10k videos one duplicate pair decides it (120 pairs: steps of 0.008), so two runs can pick
-    different codes: the index's default (``IndexConfig.pq_bytes``, 32) was set from the 100k
-    measurement, and the sizes are measured with that default, the rule's pick only reported.
+    different codes: the index's defaults (``IndexConfig``: 128 dims, 64-byte codes) were set from
+    measurements on 100k videos (see :mod:`ausil_lite.search.stage1`), and the sizes are measured with
+    them, the rule's pick only reported.
     """
     reference = next(r for r in rows if r["name"] == "ivf-sq8-d64")["stage1_recall"]
     good = [r for r in rows if r["factory"].startswith("IVF") and r["dim"] == 64 and r["stage1_recall"] >= reference - 1e-9]
@@ -375,9 +378,11 @@ def main() -> None:
     parser.add_argument("--profile", default="ci", help="DAVR-mini profile (its build must exist)")
     parser.add_argument("--backbone", default="selfsup", choices=["random", "selfsup", "kumar2018"],
                         help="whose descriptors (and trained model, when the study made one) are searched")
-    parser.add_argument("--speeds", action=argparse.BooleanOptionalAction, default=True,
+    parser.add_argument("--speeds", action=argparse.BooleanOptionalAction, default=False,
                         help="query with the study's speed variants of each query too, when chapter 3 stored them "
-                        "(latency and recall then include them; the exact-scan ceiling and nprobe sweep do not)")
+                        "(latency and recall then include them; the exact-scan ceiling and nprobe sweep do not). "
+                        "Off by default: the targets are for the query as played; ten variants cost ten more "
+                        "stage-1 searches (about 0.9 s at 100k videos) and their extraction")
     parser.add_argument("--compression-size", type=int, default=10_000, help="database size of the compression choice")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each query")
     parser.add_argument("--dask-videos", type=int, default=24, help="DAVR-mini videos extracted per Dask run (0: skip)")

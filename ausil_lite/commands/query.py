@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, default=20, help="matches listed (default: 20)")
     p.add_argument("--threshold", type=float, default=None, help="list only matches scoring at least this")
     p.add_argument("--candidates", type=int, default=100, help="videos stage 1 passes to reranking (default: 100)")
-    p.add_argument("--nprobe", type=int, default=32, help="inverted lists scanned per segment (large indexes)")
+    p.add_argument("--nprobe", type=int, default=QueryConfig.nprobe,
+                   help="inverted lists scanned per segment (large indexes; more: slower, fewer misses)")
     p.add_argument("--model", type=Path, default=None, help="rerank with this model (default: the index's)")
     p.add_argument("--speeds", type=int, default=0, metavar="N",
                    help="also search with the query played at 0.7x-1.4x, N steps per octave (10: 11 speeds); finds "

@@ -35,7 +35,7 @@ class QueryConfig:
     top: int = 20  # matches listed
     candidates: int = 100  # videos stage 1 passes to stage 2
     neighbours: int = 64  # nearest indexed segments fetched per query segment
-    nprobe: int = 32  # inverted lists scanned per query segment (IVF indexes only)
+    nprobe: int = 128  # inverted lists scanned per segment (IVF only); 100k videos: 32 -> recall 0.983, 128 -> 0.992
     threshold: float | None = None  # list only matches scoring at least this (duplicates)
     variant_penalty: float = VARIANT_PENALTY  # a speed variant's score counts this much lower (ausil_lite.speeds)
 

@@ -170,12 +170,12 @@ def penalty_sweep(
     :func:`best_over_variants` at that penalty, on speed-changed duplicates, and on the family it does
     worst on (``variant_sims``: :func:`ausil_lite.method_scores.variant_similarities`). An infinite
     penalty gives the model without speed hypotheses."""
-    rows = []
+    rows, speed_changed = [], changed_positives(benchmark)
     for penalty in penalties:
         sims = best_over_variants(variant_sims, penalty)
         families = breakdown(sims, benchmark, "family").set_index("group")["mAP"]
         rows.append({"penalty": penalty, "mAP": evaluate_benchmark(sims, benchmark).mean_ap,
-                     "speed-changed mAP": subset_map(sims, benchmark, changed_positives(benchmark)).mean_ap,
+                     "speed-changed mAP": subset_map(sims, benchmark, speed_changed).mean_ap,
                      "lowest family mAP": families.min(), "lowest family": families.idxmin()})
     return pd.DataFrame(rows).set_index("penalty")
 

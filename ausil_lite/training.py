@@ -316,9 +316,13 @@ def checkpoint_mismatch(model_dir: str | Path, source: TripletSource, config: Tr
     if not path.is_file():
         return None
     recorded = torch.load(path, map_location="cpu", weights_only=True)["provenance"]
+    return _provenance_mismatch(path, recorded, source.digest(), config)
+
+
+def _provenance_mismatch(path: Path, recorded: dict, digest: str, config: TrainingConfig) -> str | None:
     if _comparable(recorded["config"]) != _comparable(dataclasses.asdict(config)):
         return f"{path}: made with {recorded['config']}; asked for {dataclasses.asdict(config)}"
-    if recorded["source_digest"] != source.digest():
+    if recorded["source_digest"] != digest:
         return f"{path}: made from other training data"
     return None
 
@@ -347,10 +351,10 @@ def train(
 
     checkpoint, digest = None, source.digest()
     if checkpoint_path.is_file():
-        mismatch = checkpoint_mismatch(model_dir, source, config)
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        mismatch = _provenance_mismatch(checkpoint_path, checkpoint["provenance"], digest, config)
         if mismatch is not None:
             raise ValueError(f"{mismatch}; use another model folder")
-        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
         whitening = PCAWhitening.load(model_dir / WHITENING_FILE)
     else:
         whitening = PCAWhitening.fit(source.all_segments(), config.whitening_components)

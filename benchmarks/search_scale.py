@@ -382,7 +382,8 @@ def main() -> None:
                         help="query with the study's speed variants of each query too, when chapter 3 stored them "
                         "(latency and recall then include them; the exact-scan ceiling and nprobe sweep do not). "
                         "Off by default: the targets are for the query as played; ten variants cost ten more "
-                        "stage-1 searches (about 0.9 s at 100k videos) and their extraction")
+                        "stage-1 searches (0.94 s at 100k videos with 32 lists; about four times that with 128) "
+                        "and their extraction")
     parser.add_argument("--compression-size", type=int, default=10_000, help="database size of the compression choice")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each query")
     parser.add_argument("--dask-videos", type=int, default=24, help="DAVR-mini videos extracted per Dask run (0: skip)")

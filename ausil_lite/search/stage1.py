@@ -14,7 +14,7 @@ above it an inverted file with product quantisation (``ivf-pq``: ``pq_bytes`` a 
 120 duplicate pairs, the query as played): an exact scan of 64 dims finds 0.983 of the duplicates, of 128
 dims 0.992 (the copy embedded in other audio and band-limited to a telephone's band comes in); 32-byte
 codes on 64 dims keep 0.983 (8-byte ones lose 3 %: 0.958), on 128 dims lose a speed-changed copy (0.983),
-64-byte codes on 128 dims keep 0.992, at 0.27 MB per hour of audio. The table of codes on 10k videos that
+64-byte codes on 128 dims keep 0.992, at 0.25 MB per hour of audio. The table of codes on 10k videos that
 ``benchmarks/search_scale.py`` records under ``"compression"`` cannot tell these apart.
 """
 

@@ -196,3 +196,53 @@ def group_sizes(benchmark: Benchmark, by: str = "family", table: pd.DataFrame | 
         {"queries": [len(r) for r in groups.values()], "positives": [sum(map(len, r.values())) for r in groups.values()]},
         index=pd.Index(list(groups), name=by),
     )
+
+
+def duplicate_ranks(similarities: Similarities, benchmark: Benchmark, table: pd.DataFrame | None = None) -> pd.Series:
+    """Each positive's place among what is not a duplicate of its query, under one method.
+
+    1 + the number of non-duplicates (videos of the benchmark other than the query and its positives)
+    scoring at least as high: 1 means the copy outranks every non-duplicate, the condition for AP 1 in
+    every column of :func:`breakdown_table`. Ties count against the copy (the order of equal scores is
+    arbitrary). Missing (``pd.NA``) where the method did not score the pair. Index: (query, id).
+    """
+    rows = _positive_rows(benchmark, table)
+    dataset = set(benchmark.query_ids) | set(benchmark.database_ids)
+    ranks = []
+    for query, video in zip(rows["query"], rows["id"]):
+        results = similarities.get(query, {})
+        if video not in results:
+            ranks.append(None)
+            continue
+        positives = benchmark.relevant(query, (benchmark.primary_label,))
+        score = results[video]
+        ahead = sum(1 for other, sim in results.items()
+                    if sim >= score and other != query and other in dataset and other not in positives)
+        ranks.append(1 + ahead)
+    return pd.Series(ranks, dtype="Int64", index=pd.MultiIndex.from_arrays([rows["query"], rows["id"]], names=["query", "id"]),
+                     name="rank")
+
+
+def missed_duplicates(
+    methods: Mapping[str, Similarities], benchmark: Benchmark, focus: str, table: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The duplicates ``focus`` ranks below some non-duplicate, with every method's rank for each.
+
+    Columns: ``query``, ``id``, ``family``, ``transformation`` (the item table's ``params`` where it has
+    them), then one rank column per method, ``focus`` first (:func:`duplicate_ranks`). Sorted by
+    family and by ``focus``'s rank, worst last (unscored pairs after them): the rows behind a family column
+    below 1.
+    """
+    if focus not in methods:
+        raise ValueError(f"{focus!r} is not among the methods {sorted(methods)}")
+    table = benchmark.table if table is None else table
+    ranks = pd.DataFrame({name: duplicate_ranks(methods[name], benchmark, table)
+                          for name in [focus, *(m for m in methods if m != focus)]})
+    missed = ranks[(ranks[focus].isna() | (ranks[focus] > 1)).astype(bool)].reset_index()
+    items = table.set_index("id")
+    missed.insert(2, "family", items.loc[missed["id"], "family"].to_numpy())
+    params = items["params"] if "params" in items.columns else pd.Series("", index=items.index)
+    missed.insert(3, "transformation", params.loc[missed["id"]].fillna("").to_numpy())
+    order = [FAMILIES.index(f) if f in FAMILIES else len(FAMILIES) for f in missed["family"]]
+    missed = missed.assign(_order=order).sort_values(["_order", focus], kind="stable").drop(columns="_order")
+    return missed.reset_index(drop=True)

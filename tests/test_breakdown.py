@@ -11,7 +11,9 @@ from ausil_lite.breakdown import (
     breakdown,
     breakdown_table,
     changed_positives,
+    duplicate_ranks,
     group_sizes,
+    missed_duplicates,
     positive_groups,
     subset_map,
 )
@@ -130,3 +132,32 @@ def test_off_grid_factor_and_bad_inputs_raise():
         subset_map(SIMS, make_benchmark(), {"q1": {"n1"}})
     with pytest.raises(ValueError, match="not a number"):
         subset_map({"q1": {"a": np.nan}}, make_benchmark(), {"q1": {"a"}})
+
+
+def test_duplicate_ranks_count_non_duplicates_at_or_above():
+    ranks = duplicate_ranks(SIMS, make_benchmark())
+    # q1: a first; b below n1; c below n1 and n2 (the other positives a, b do not count)
+    assert ranks[("q1", "a")] == 1 and ranks[("q1", "b")] == 2 and ranks[("q1", "c")] == 3
+    # q2: e below q1 (a negative for q2: not its own query); d below q1 and n1 (a, a negative here, is lower)
+    assert ranks[("q2", "e")] == 2 and ranks[("q2", "d")] == 3
+    tied = {"q1": {"a": 0.5, "n1": 0.5}}
+    ranks = duplicate_ranks(tied, make_benchmark())
+    assert ranks[("q1", "a")] == 2  # a tie counts against the copy
+    assert pd.isna(ranks[("q1", "b")]) and pd.isna(ranks[("q2", "d")])  # not scored
+    missed = missed_duplicates({"model": tied}, make_benchmark(), "model")
+    assert list(missed["id"]) == ["a", "d", "b", "e", "c"]  # unscored pairs count as missed
+
+
+def test_missed_duplicates_lists_what_the_focus_misses_with_every_rank():
+    table = make_benchmark().table.assign(params=["", "", '{"snr_db": 5}', '{"factor": 1.3}', "", "", "", "", ""])
+    bench = make_benchmark(table)
+    perfect = {"q1": {"a": 0.9, "b": 0.9, "c": 0.9, "n1": 0.1}, "q2": {"d": 0.9, "e": 0.9, "q1": 0.1}}
+    missed = missed_duplicates({"other": perfect, "model": SIMS}, bench, "model")
+    assert list(missed.columns) == ["query", "id", "family", "transformation", "model", "other"]
+    # b, c (q1) and d, e (q2) are missed; a is not. Family order noise, speed, tempo, combo
+    assert list(missed["id"]) == ["d", "b", "e", "c"]
+    assert list(missed["model"]) == [3, 2, 2, 3] and list(missed["other"]) == [1, 1, 1, 1]
+    assert missed.set_index("id").loc["b", "transformation"] == '{"factor": 1.3}'
+    assert missed_duplicates({"model": perfect}, bench, "model").empty
+    with pytest.raises(ValueError, match="not among"):
+        missed_duplicates({"model": SIMS}, bench, "best")

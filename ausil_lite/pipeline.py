@@ -42,6 +42,7 @@ from ausil_lite.features import BACKBONES, ExtractionConfig, FeatureExtractor
 from ausil_lite.paths import data_root
 from ausil_lite.method_scores import SPEEDS_SUFFIX
 from ausil_lite.selfsup import SelfSupConfig, train_selfsup
+from ausil_lite.selfsup import checkpoint_mismatch as selfsup_mismatch
 from ausil_lite.speeds import extract_speed_variants, speed_grid
 from ausil_lite.similarity.model import AuSiL
 from ausil_lite.store import ExtractionSummary, FeatureStore, extract_videos
@@ -174,9 +175,12 @@ def train_backbone(config: PipelineConfig, log: Log | None = print) -> Path:
 
     Returns a snapshot of the trained weights named by their digest (``backbone-<sha1>.pt``): feature
     stores and models record that name, so a later retraining can never pass its weights off as the
-    ones that made existing descriptors (the store refuses another ``weights`` path).
+    ones that made existing descriptors (the store refuses another ``weights`` path). A run made with
+    other settings (a profile edit) is set aside, not resumed or deleted.
     """
     clips = training_clips(TrainingPool.from_benchmark(config.benchmark_root), config.selfsup_clip_s)
+    if (mismatch := selfsup_mismatch(config.selfsup_dir, config.selfsup_config(), list(clips))) is not None:
+        set_aside(config.selfsup_dir, mismatch, log)  # the profile's selfsup settings changed
     weights = train_selfsup(config.selfsup_config(), clips, config.selfsup_dir, log=log)
     snapshot = weights.with_name(f"backbone-{file_digest(weights, 'sha1')[:12]}.pt")
     if not snapshot.is_file():
@@ -208,14 +212,34 @@ def extraction_config(config: PipelineConfig, backbone: str, selfsup_weights: st
                             seed=config.seed, device=config.device)
 
 
+def set_aside(folder: Path, why: str, log: Log | None = print) -> Path:
+    """Rename ``folder`` to ``<name>.replaced-<UTC time>`` so a run with other settings starts afresh in its
+    place while nothing made before is lost; returns the new name."""
+    kept = folder.with_name(f"{folder.name}.replaced-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}")
+    folder.rename(kept)
+    if log is not None:
+        log(f"{why}: moved to {kept}; starting anew")
+    return kept
+
+
+def _store_for(folder: Path, extraction: ExtractionConfig, log: Log | None) -> FeatureStore:
+    """The store in ``folder``, set aside first when its descriptors were made otherwise (a retrained backbone)."""
+    store = FeatureStore(folder)
+    if (mismatch := store.mismatch(extraction)) is not None:
+        set_aside(folder, mismatch, log)
+        store = FeatureStore(folder)
+    return store
+
+
 def extract_benchmark(
-    config: PipelineConfig, extraction: ExtractionConfig, progress: bool = True
+    config: PipelineConfig, extraction: ExtractionConfig, progress: bool = True, log: Log | None = print
 ) -> tuple[FeatureStore, ExtractionSummary]:
     """Descriptors of every query and database video of the benchmark, into the backbone's store.
 
     Resumable: stored videos are skipped. Videos that failed before are tried again (a benchmark
     whose media were being remade fails as "file not found" meanwhile); a video that still cannot
-    be decoded is recorded as failed, with its reason, in the store's index.
+    be decoded is recorded as failed, with its reason, in the store's index. A store made with other
+    extraction settings (the backbone retrained after a profile edit) is set aside first.
     """
     bench = load_davr_mini(config.benchmark_root, config.profile)
     missing = bench.missing()
@@ -224,21 +248,22 @@ def extract_benchmark(
             f"{config.benchmark_root}: {len(missing)} videos have no media (e.g. {missing[0]}); finish the build "
             f"with `ausil-lite build-benchmark --profile {config.profile}` first"
         )
-    store = FeatureStore(config.store_dir(extraction.backbone))
+    store = _store_for(config.store_dir(extraction.backbone), extraction, log)
     summary = extract_videos(bench.videos(), store, extraction, workers=config.workers, retry_failed=True,
                              progress=progress)
     return store, summary
 
 
 def extract_query_speeds(
-    config: PipelineConfig, extraction: ExtractionConfig, progress: bool = True
+    config: PipelineConfig, extraction: ExtractionConfig, progress: bool = True, log: Log | None = print
 ) -> tuple[FeatureStore, ExtractionSummary] | None:
     """Descriptors of each query played at the speeds of ``speed_hypotheses`` (none when 0), into the
-    backbone's ``<backbone>-speeds`` store, which ``ausil-<backbone>-speeds`` scores with. Resumable."""
+    backbone's ``<backbone>-speeds`` store, which ``ausil-<backbone>-speeds`` scores with. Resumable, and
+    set aside like :func:`extract_benchmark`'s store when made otherwise."""
     if not config.speed_hypotheses:
         return None
     bench = load_davr_mini(config.benchmark_root, config.profile)
-    store = FeatureStore(config.store_dir(extraction.backbone + SPEEDS_SUFFIX))
+    store = _store_for(config.store_dir(extraction.backbone + SPEEDS_SUFFIX), extraction, log)
     queries = bench.videos(bench.query_ids)
     return store, extract_speed_variants(queries, store, extraction, speed_grid(config.speed_hypotheses), progress)
 
@@ -309,13 +334,10 @@ def train_model(
     folder = config.model_dir(extraction.backbone)
     if (mismatch := checkpoint_mismatch(folder, source, config.training_config())) is not None:
         # the profile's training settings changed: keep the old model beside, train anew in its place
-        kept = folder.with_name(f"{folder.name}.replaced-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}")
-        folder.rename(kept)
+        kept = set_aside(folder, mismatch, log)
         folder.mkdir()
         for cached in kept.glob(f"triplets-{description['key']}.*"):  # this run's triplets stay with it
             cached.rename(folder / cached.name)
-        if log is not None:
-            log(f"{mismatch}: moved to {kept}; training anew")
     data = {"extraction": dataclasses.asdict(extraction), "benchmark": str(config.benchmark_root),
             "triplets": description}
     model, curve = train(source, config.training_config(), config.model_dir(extraction.backbone), data=data,
@@ -356,8 +378,8 @@ def train_all(config: PipelineConfig, log: Log | None = print, progress: bool = 
     for backbone in config.backbone_names:
         extraction = extraction_config(config, backbone, selfsup_weights)
         started = time.perf_counter()
-        store, summary = extract_benchmark(config, extraction, progress)
-        extract_query_speeds(config, extraction, progress)
+        store, summary = extract_benchmark(config, extraction, progress, log)
+        extract_query_speeds(config, extraction, progress, log)
         extracted = time.perf_counter()
         _, curve, triplets = train_model(config, extraction, log)
         runs[backbone] = BackboneRun(backbone, extraction, store, summary, config.model_dir(backbone), curve, triplets,

@@ -299,6 +299,26 @@ def _write_loss_csv(history: list[list], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _state_mismatch(state: dict, record: dict) -> str | None:
+    changed = sorted(k for k in record["config"]
+                     if k not in RESUMABLE_CHANGES and state["config"].get(k, "<absent>") != record["config"][k])
+    if changed:
+        return f"made with other settings {changed}"
+    return "made with other training clips" if state["clip_ids"] != record["clip_ids"] else None
+
+
+def checkpoint_mismatch(output_dir: str | Path, config: SelfSupConfig, clip_ids: Sequence[str]) -> str | None:
+    """Why :func:`train_selfsup` would refuse to resume the run in ``output_dir`` with ``config`` on the
+    clips ``clip_ids`` (None: no checkpoint there, or one this run continues), so a caller can set the
+    old run aside instead of failing."""
+    path = Path(output_dir) / "checkpoint.pt"
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    why = _state_mismatch(state, {**provenance(config, config.seed), "clip_ids": sorted(clip_ids)})
+    return None if why is None else f"{path}: {why}"
+
+
 def train_selfsup(
     config: SelfSupConfig,
     clips: Mapping[str, np.ndarray],
@@ -328,10 +348,8 @@ def train_selfsup(
         if not resume:
             raise SelfSupError(f"{checkpoint_path}: a run exists; resume it or choose another output folder")
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        changed = sorted(k for k in record["config"] if k not in RESUMABLE_CHANGES and state["config"].get(k, "<absent>") != record["config"][k])
-        if changed or state["clip_ids"] != ids:
-            what = f"settings {changed}" if changed else "other training clips"
-            raise SelfSupError(f"{checkpoint_path}: made with {what}; use another output folder")
+        if (why := _state_mismatch(state, record)) is not None:
+            raise SelfSupError(f"{checkpoint_path}: {why}; use another output folder")
         if state["epoch"] + 1 >= config.epochs and backbone_path.is_file():
             _write_loss_csv(state["history"], loss_path)
             return backbone_path

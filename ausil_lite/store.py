@@ -76,16 +76,23 @@ class FeatureStore:
             raise StoreError(f"{self.root}: no features for id {video_id!r}")
         return np.load(path)
 
+    def mismatch(self, config: ExtractionConfig) -> str | None:
+        """Why descriptors made with ``config`` do not belong here (None: a new store, or the same settings;
+        the device and batch size do not change descriptors)."""
+        if not self.config_path.is_file():
+            return None
+        wanted = asdict(config)
+        stored = json.loads(self.config_path.read_text())["config"]
+        comparable = {k: v for k, v in wanted.items() if k not in ("device", "batch_size")}
+        if any(stored.get(k) != v for k, v in comparable.items()):
+            return f"{self.root}: made with {stored}, asked for {wanted}"
+        return None
+
     def bind(self, config: ExtractionConfig) -> None:
         """Record ``config`` in a new store, or check it matches the one the store was made with."""
-        wanted = asdict(config)
         if self.config_path.is_file():
-            stored = json.loads(self.config_path.read_text())["config"]
-            comparable = {k: v for k, v in wanted.items() if k not in ("device", "batch_size")}
-            if any(stored.get(k) != v for k, v in comparable.items()):
-                raise StoreError(
-                    f"{self.root}: made with {stored}, asked for {wanted}; use another --output folder"
-                )
+            if (why := self.mismatch(config)) is not None:
+                raise StoreError(f"{why}; use another --output folder")
             return
         self.root.mkdir(parents=True, exist_ok=True)
         _atomic_write_bytes(self.config_path, json.dumps(provenance(config, config.seed), indent=2).encode())

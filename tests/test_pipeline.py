@@ -126,10 +126,32 @@ def test_other_training_settings_train_anew_keeping_the_old_model_and_another_st
     with pytest.raises(ValueError, match="checkpoint.pt: made with"):  # training itself still refuses to mix runs
         train(load_triplet_source(next(config.model_dir("random").glob("triplets-*.npz"))),
               dataclasses.replace(config.training_config(), margin=0.1), config.model_dir("random"), progress=False)
-    store = FeatureStore(config.store_dir("random"))
-    with pytest.raises(StoreError, match="made with"):
-        train_all(dataclasses.replace(config, seed=1), log=None, progress=False)
-    assert store.ids()
+    ids = set(FeatureStore(config.store_dir("random")).ids())
+    with pytest.raises(StoreError, match="made with"):  # the store itself still refuses other descriptors
+        FeatureStore(config.store_dir("random")).bind(dataclasses.replace(
+            train_all(config, log=None, progress=False).runs["random"].extraction, seed=1))
+    reseeded = train_all(dataclasses.replace(config, seed=1), log=messages.append, progress=False).runs["random"]
+    assert reseeded.extraction.seed == 1 and reseeded.extraction_summary.extracted == len(ids)
+    kept_stores = sorted(config.features_root.glob("random.replaced-*"))
+    assert len(kept_stores) == 1 and set(FeatureStore(kept_stores[0]).ids()) == ids  # set aside, not lost
+
+
+@pytest.mark.slow
+def test_other_selfsup_settings_set_the_backbone_and_its_descriptors_aside(benchmark):
+    config = tiny_config(benchmark, models_dir=str(benchmark / "models-c"), features_dir=str(benchmark / "features-c"),
+                         backbones="selfsup")
+    first = train_all(config, log=None, progress=False)
+    messages = []
+    second = train_all(dataclasses.replace(config, selfsup_steps=3), log=messages.append, progress=False)
+    assert second.selfsup_weights != first.selfsup_weights
+    assert len(read_selfsup_loss(config.selfsup_dir).query("split == 'train'")) == 3
+    kept = sorted(config.models_root.glob("selfsup.replaced-*"))
+    assert len(kept) == 1 and (kept[0] / first.selfsup_weights.name).is_file()
+    for store in ("selfsup", "selfsup-speeds"):
+        assert len(sorted(config.features_root.glob(f"{store}.replaced-*"))) == 1
+        assert FeatureStore(config.store_dir(store)).mismatch(second.runs["selfsup"].extraction) is None
+    assert second.runs["selfsup"].extraction_summary.extracted == len(first.runs["selfsup"].store.ids())
+    assert any("selfsup/checkpoint.pt: made with other settings ['steps_per_epoch']" in m for m in messages)
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ from ausil_lite.backbone import load_backbone
 from ausil_lite.selfsup import (
     SelfSupConfig,
     SelfSupError,
+    checkpoint_mismatch,
     draw_batch,
     nt_xent,
     train_selfsup,
@@ -77,6 +78,12 @@ def test_resume_continues_and_refuses_other_settings(tmp_path):
         train_selfsup(SelfSupConfig(**{**two.__dict__, "learning_rate": 1e-2}), CLIPS, tmp_path, augment=gain_and_noise)
     with pytest.raises(SelfSupError, match="a run exists"):
         train_selfsup(two, CLIPS, tmp_path, augment=gain_and_noise, resume=False)
+    # what a caller checks first, to set such a run aside rather than fail
+    assert checkpoint_mismatch(tmp_path, two, list(CLIPS)) is None
+    assert checkpoint_mismatch(tmp_path, SelfSupConfig(**{**two.__dict__, "epochs": 5}), list(CLIPS)) is None
+    assert "['learning_rate']" in checkpoint_mismatch(tmp_path, SelfSupConfig(**{**two.__dict__, "learning_rate": 1e-2}), list(CLIPS))
+    assert "other training clips" in checkpoint_mismatch(tmp_path, two, list(CLIPS)[:-1])
+    assert checkpoint_mismatch(tmp_path / "none", two, list(CLIPS)) is None
 
 
 def test_bad_training_input_is_refused(tmp_path):

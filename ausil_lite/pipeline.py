@@ -82,6 +82,7 @@ class PipelineConfig:
     selfsup_steps: int = 200  # steps per epoch
     selfsup_batch_size: int = 32  # windows per step (two views each)
     selfsup_clip_s: float = 120.0  # middle of each training track kept in memory
+    selfsup_keep_initial: float = SelfSupConfig.keep_initial  # weight holding the deep layers near the initial network
     # training triplets, drawn from the training tracks (ausil_lite.training.triplet_source_from_pool)
     train_pairs: int = 400  # anchor clips, each with one transformed positive
     train_negatives: int = 400  # further clips; the anchors serve as negatives too
@@ -159,7 +160,7 @@ class PipelineConfig:
         return SelfSupConfig(
             seed=self.seed, epochs=self.selfsup_epochs, steps_per_epoch=self.selfsup_steps,
             batch_size=self.selfsup_batch_size, probe_size=min(32, max(2, self.selfsup_batch_size)),
-            device=self.device,
+            keep_initial=self.selfsup_keep_initial, device=self.device,
         )
 
     def training_config(self) -> TrainingConfig:

@@ -3,8 +3,9 @@ import pandas as pd
 import pytest
 import torch
 
-from ausil_lite.backbone import load_backbone
+from ausil_lite.backbone import MAC_DIMS, load_backbone
 from ausil_lite.selfsup import (
+    InitialAnchor,
     SelfSupConfig,
     SelfSupError,
     checkpoint_mismatch,
@@ -130,3 +131,43 @@ def test_checkpoint_from_an_older_version_is_refused_by_name(tmp_path):
     torch.save(state, tmp_path / "checkpoint.pt")
     with pytest.raises(SelfSupError, match="freeze_batch_norm"):
         train_selfsup(SelfSupConfig(**{**one.__dict__, "epochs": 2}), CLIPS, tmp_path, augment=gain_and_noise, log=None)
+
+
+def test_initial_anchor_is_zero_for_the_initial_network_and_grows_as_it_moves():
+    config = SelfSupConfig(keep_initial=2.0, keep_from=13)
+    anchor = InitialAnchor(config, torch.device("cpu"))
+    assert anchor.start == sum(MAC_DIMS[:8]) and anchor.layers == 4  # layers 13, 14, 16, 18
+    segments = torch.randn(3, 1, 174, 128)
+    model = load_backbone(seed=config.seed, device="cpu")
+    with torch.no_grad():
+        assert float(anchor.penalty(segments, model.mac(segments))) == pytest.approx(0.0, abs=1e-5)
+        model.layer13[0].weight.add_(0.05 * torch.randn_like(model.layer13[0].weight))
+        moved = model.mac(segments)
+    penalty = float(anchor.penalty(segments, moved))
+    assert 0 < penalty <= 2.0 * 2  # weight x (1 - cosine), cosines of ReLU features are >= 0
+    earlier = InitialAnchor(SelfSupConfig(keep_initial=2.0, keep_from=16), torch.device("cpu"))
+    with torch.no_grad():  # layer 13 moved, so the layers after it moved too, but a part covering fewer layers differs
+        assert float(earlier.penalty(segments, moved)) != pytest.approx(penalty)
+    with pytest.raises(ValueError, match="keep_from"):
+        SelfSupConfig(keep_from=3)
+
+
+@pytest.mark.slow
+def test_keeping_the_initial_network_keeps_its_deep_descriptors(tmp_path):
+    """The same short run with and without the anchor: with it, the deep MAC layers stay nearer the
+    initial network's (what keeps the random initialisation's robustness to an added background)."""
+    config = SelfSupConfig(epochs=1, steps_per_epoch=4, batch_size=4, learning_rate=3e-3, probe_size=4, keep_initial=0.0)
+    segments = draw_batch(CLIPS, config, gain_and_noise, np.random.default_rng(9), torch.device("cpu"))[0]
+    with torch.no_grad():
+        initial = load_backbone(seed=config.seed, device="cpu").mac(segments)
+    start = sum(MAC_DIMS[:6])
+
+    def deep_cosine(run: SelfSupConfig, folder) -> float:
+        weights = train_selfsup(run, CLIPS, folder, augment=gain_and_noise, log=None)
+        with torch.no_grad():
+            mac = load_backbone(weights, device="cpu").mac(segments)
+        return float((mac[:, start:] * initial[:, start:]).sum(dim=1).mean() / 6)
+
+    free = deep_cosine(config, tmp_path / "free")
+    kept = deep_cosine(SelfSupConfig(**{**config.__dict__, "keep_initial": 5.0}), tmp_path / "kept")
+    assert free < 0.999 and kept > free, (free, kept)

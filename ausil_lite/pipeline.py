@@ -180,9 +180,10 @@ def train_backbone(config: PipelineConfig, log: Log | None = print) -> Path:
     other settings (a profile edit) is set aside, not resumed or deleted.
     """
     clips = training_clips(TrainingPool.from_benchmark(config.benchmark_root), config.selfsup_clip_s)
-    if (mismatch := selfsup_mismatch(config.selfsup_dir, config.selfsup_config(), list(clips))) is not None:
+    selfsup = config.selfsup_config()
+    if (mismatch := selfsup_mismatch(config.selfsup_dir, selfsup, list(clips))) is not None:
         set_aside(config.selfsup_dir, mismatch, log)  # the profile's selfsup settings changed
-    weights = train_selfsup(config.selfsup_config(), clips, config.selfsup_dir, log=log)
+    weights = train_selfsup(selfsup, clips, config.selfsup_dir, log=log)
     snapshot = weights.with_name(f"backbone-{file_digest(weights, 'sha1')[:12]}.pt")
     if not snapshot.is_file():
         tmp = snapshot.with_name(snapshot.name + ".tmp")

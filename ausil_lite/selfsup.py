@@ -249,15 +249,15 @@ def draw_batch(
 
 
 class InitialAnchor:
-    """The network as initialised, frozen, and how far the trained one's deep MAC layers have left it.
+    """A frozen copy of the network as initialised, and how far the trained one's deep MAC layers have left it.
 
     The penalty is ``weight`` x (1 - the mean cosine, over the MAC layers from ``keep_from`` on, between
     the trained and the initial network's descriptors of the same segments). Each layer's part of the
     descriptor is unit-norm, so a layer's cosine is the dot product of its slices.
     """
 
-    def __init__(self, config: SelfSupConfig, device: torch.device):
-        self.network = load_backbone(None, seed=config.seed, device=device).eval().requires_grad_(False)
+    def __init__(self, initial: KumarCNN, config: SelfSupConfig):
+        self.network = copy.deepcopy(initial).eval().requires_grad_(False)
         first = MAC_LAYERS.index(config.keep_from)
         self.start, self.layers, self.weight = sum(MAC_DIMS[:first]), len(MAC_LAYERS) - first, config.keep_initial
 
@@ -403,7 +403,7 @@ def train_selfsup(
         list(model.parameters()) + list(head.parameters()), lr=config.learning_rate, weight_decay=config.weight_decay
     )
     probe = draw_batch(pool, config, augment, np.random.default_rng([config.seed, 2**31]), device, config.probe_size)
-    anchor = InitialAnchor(config, device) if config.keep_initial else None
+    anchor = InitialAnchor(model, config) if config.keep_initial else None  # before a resumed state is loaded
     if state is not None:
         model.load_state_dict(state["model"])
         head.load_state_dict(state["head"])

@@ -135,17 +135,17 @@ def test_checkpoint_from_an_older_version_is_refused_by_name(tmp_path):
 
 def test_initial_anchor_is_zero_for_the_initial_network_and_grows_as_it_moves():
     config = SelfSupConfig(keep_initial=2.0, keep_from=13)
-    anchor = InitialAnchor(config, torch.device("cpu"))
+    model = load_backbone(seed=config.seed, device="cpu")
+    anchor = InitialAnchor(model, config)
     assert anchor.start == sum(MAC_DIMS[:8]) and anchor.layers == 4  # layers 13, 14, 16, 18
     segments = torch.randn(3, 1, 174, 128)
-    model = load_backbone(seed=config.seed, device="cpu")
     with torch.no_grad():
         assert float(anchor.penalty(segments, model.mac(segments))) == pytest.approx(0.0, abs=1e-5)
         model.layer13[0].weight.add_(0.05 * torch.randn_like(model.layer13[0].weight))
         moved = model.mac(segments)
     penalty = float(anchor.penalty(segments, moved))
     assert 0 < penalty <= 2.0 * 2  # weight x (1 - cosine), cosines of ReLU features are >= 0
-    earlier = InitialAnchor(SelfSupConfig(keep_initial=2.0, keep_from=16), torch.device("cpu"))
+    earlier = InitialAnchor(load_backbone(seed=config.seed, device="cpu"), SelfSupConfig(keep_initial=2.0, keep_from=16))
     with torch.no_grad():  # layer 13 moved, so the layers after it moved too, but a part covering fewer layers differs
         assert float(earlier.penalty(segments, moved)) != pytest.approx(penalty)
     with pytest.raises(ValueError, match="keep_from"):

@@ -61,7 +61,7 @@ from ausil_lite.similarity.model import (
     repeat_short,
 )
 from ausil_lite.similarity.matrix import pad_sequences
-from ausil_lite.similarity.scoring import CHUNK
+from ausil_lite.similarity.scoring import chunked
 from ausil_lite.speeds import VARIANT_PENALTY, base_id, best_over_variants
 from ausil_lite.store import FeatureStore
 
@@ -313,22 +313,12 @@ def ausil_scores(
     the similarity matrices (zero beyond each candidate's length, as the scorer's own padding), where
     the scorer makes one small product per pair."""
     similarities: dict[str, dict[str, float]] = {qid: {} for qid, _ in queries}
-    batch: list[tuple[str, torch.Tensor]] = []
-
-    def flush() -> None:
+    for batch in chunked(database):
         padded, lengths = pad_sequences([c for _, c in batch])
         candidates = padded.transpose(1, 2)  # (B, dim, max Y)
         for qid, query in queries:
             scores, _ = model.compare_matrices(query @ candidates, torch.tensor([len(query)], device=query.device), lengths)
             similarities[qid].update(zip((vid for vid, _ in batch), map(float, scores.cpu().numpy())))
-        batch.clear()
-
-    for item in database:
-        batch.append(item)
-        if len(batch) == CHUNK:
-            flush()
-    if batch:
-        flush()
     return similarities
 
 

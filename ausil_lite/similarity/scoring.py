@@ -9,11 +9,26 @@ batch, so memory holds the queries plus one chunk, however large the database.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TypeVar
 
 from tqdm import tqdm
 
 CHUNK = 64  # database videos per padded batch: the CPU's fastest batch size for 60 x 60 maps
+
+Item = TypeVar("Item")
+
+
+def chunked(items: Iterable[Item], size: int = CHUNK) -> Iterator[list[Item]]:
+    """``items`` in lists of ``size`` (the last one shorter), read lazily: a database streams past a chunk at a time."""
+    batch: list[Item] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def score_database(
@@ -23,20 +38,10 @@ def score_database(
     if not queries:
         raise ValueError("no queries to score")
     similarities: dict[str, dict[str, float]] = {qid: {} for qid, _ in queries}
-    batch: list[tuple[str, object]] = []
-
-    def flush() -> None:
+    for batch in chunked(database, chunk):
         ids, candidates = [vid for vid, _ in batch], [c for _, c in batch]
         for qid, query in queries:
             similarities[qid].update(zip(ids, map(float, scorer.score_many(query, candidates))))
-        batch.clear()
-
-    for item in database:
-        batch.append(item)
-        if len(batch) == chunk:
-            flush()
-    if batch:
-        flush()
     return similarities
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from ausil_lite.similarity import ChamferScorer
-from ausil_lite.similarity.scoring import score_database, similarities_from_store
+from ausil_lite.similarity.scoring import chunked, score_database, similarities_from_store
 
 
 class _Store:
@@ -30,6 +30,20 @@ def test_chunked_scores_equal_pairwise_scores():
     assert list(chunked["v0"]) == list(videos)  # database order kept
     with pytest.raises(ValueError):
         score_database(scorer, [], iter(database))
+
+
+def test_chunked_reads_lazily_and_keeps_every_item():
+    read = []
+
+    def stream():
+        for i in range(10):
+            read.append(i)
+            yield i
+
+    chunks = chunked(stream(), 4)
+    assert next(chunks) == [0, 1, 2, 3] and read == [0, 1, 2, 3]  # no item read ahead of its chunk
+    assert list(chunks) == [[4, 5, 6, 7], [8, 9]]
+    assert list(chunked([], 4)) == []
 
 
 def test_similarities_from_store():

@@ -41,14 +41,18 @@ float rounding differs between CPUs and grows through training) gave weight 0: m
 overall 0.985; weight 1: mix 0.832, telephone 0.939, overall 0.987. So what the term buys for sure is a
 little overall mAP (higher in all three pairs of runs); its gain on mix is within the spread between runs.
 
-Training length is what moves the mixed and band-limited copies. With four times the ``ci`` profile's steps (16
-epochs of 100 steps of 16 pairs, about 33 min on 2 cores instead of 7; 2026-12-02, full ci chapter-3 runs) seed 0
-and seed 1 both gave overall mAP 0.996, telephone 1.000 and mix 0.919: one mixed copy of eleven missed (the
-bass-heavy warzone2100 track 6 under speech 3.8 dB down), ranked 9th among non-duplicates where the ``ci`` run
-ranks it 73rd. Twice the steps (seed 0) already put every telephone copy first (overall 0.991) but left mix at
-0.799 (three copies missed, the worst 25th). A learning rate of 1e-3 instead of 3e-4 at the ``ci`` length does
-not stand in for the steps (mix 0.655, overall 0.969). The ``ci`` profile keeps 25 steps so the study stays
-short; the ``full`` profile's 20 epochs of 200 steps of 32 pairs see 25 times as many pairs.
+Training length moves the band-limited copies, the mixed ones only up to a point. With four times the ``ci``
+profile's steps (16 epochs of 100 steps of 16 pairs, about 33 min on 2 cores instead of 7; 2026-12-02, full ci
+chapter-3 runs) seed 0 and seed 1 both gave overall mAP 0.996, telephone 1.000 and mix 0.919: one mixed copy of
+eleven missed (the bass-heavy warzone2100 track 6 under speech 3.8 dB down), ranked 9th among non-duplicates where
+the ``ci`` run ranks it 73rd. Twice the steps (seed 0) already put every telephone copy first (overall 0.991) but
+left mix at 0.799 (three copies missed, the worst 25th). Eight times the steps (seed 0, 65 min of selfsup training)
+kept telephone at 1.000 but gave mix 0.839 and overall 0.991: the same copy 16th and one under speech 1.4 dB down
+6th. So the mixed copies do not improve steadily with length; no length measured (1x to 8x) reaches the landmark
+matcher on mix (1.000). A learning rate of 1e-3 instead of 3e-4 at the ``ci`` length does not stand in for the
+steps (mix 0.655, overall 0.969). The ``ci`` profile keeps 25 steps so the study stays short; the ``full``
+profile's 20 epochs of 200 steps of 32 pairs (25 times the ``ci`` pairs, unmeasured: no GPU was lent) is the
+setting left to try.
 
 Outputs under ``output_dir``: ``checkpoint.pt`` (model, head, optimiser, epoch, resolved config,
 seed, git commit, clip ids; rewritten after every epoch), ``backbone.pt`` (the backbone's state dict,

@@ -54,6 +54,16 @@ steps (mix 0.655, overall 0.969). The ``ci`` profile keeps 25 steps so the study
 profile's 20 epochs of 200 steps of 32 pairs (25 times the ``ci`` pairs, unmeasured: no GPU was lent) is the
 setting left to try.
 
+The copy that resists is bass-heavy music (most of its energy below 150 Hz) under speech that dominates every band
+above 300 Hz; the landmark matcher finds it by its bass peaks. Three more ways to reach it failed at the ``ci``
+length (2026-12-02, on a machine where the study itself gives mix 0.912, overall 0.994 and that copy 27th):
+a 4096-sample analysis window instead of 1024 for this backbone's log-mel, training and extraction alike (10.8 Hz
+FFT bins, so the bass gets mel bands of its own), gave mix 0.849 and overall 0.988, the copy 124th (14th by plain
+chamfer); descriptors joining this network's layers 1-11 with the random network's layers 13-18 (whose chamfer
+alone ranks that copy first) gave mix 0.822 and overall 0.956; and on the AuSiL side, keeping 256 or 1024
+whitened dimensions (mix 0.839, 0.913) or 200 more training pairs whose positive is a mix (0.913) left it 21st or
+lower.
+
 Outputs under ``output_dir``: ``checkpoint.pt`` (model, head, optimiser, epoch, resolved config,
 seed, git commit, clip ids; rewritten after every epoch), ``backbone.pt`` (the backbone's state dict,
 keys as the original's ``layer1.0.weight`` ..., for :func:`ausil_lite.backbone.load_backbone`) and

@@ -55,7 +55,7 @@ profile's 20 epochs of 200 steps of 32 pairs (25 times the ``ci`` pairs, unmeasu
 setting left to try.
 
 The copy that resists is bass-heavy music (most of its energy below 150 Hz) under speech that dominates every band
-above 300 Hz; the landmark matcher finds it by its bass peaks. Three more ways to reach it failed at the ``ci``
+above 300 Hz; the landmark matcher finds it by its bass peaks. Other ways to reach it also failed at the ``ci``
 length (2026-12-02, on a machine where the study itself gives mix 0.912, overall 0.994 and that copy 27th):
 a 4096-sample analysis window instead of 1024 for this backbone's log-mel, training and extraction alike (10.8 Hz
 FFT bins, so the bass gets mel bands of its own), gave mix 0.849 and overall 0.988, the copy 124th (14th by plain

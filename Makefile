@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROFILE ?= ci
 
-.PHONY: setup study test clean-study
+.PHONY: setup study test release clean-study
 
 setup: $(STAMP)
 
@@ -26,6 +26,11 @@ study: setup
 
 test: setup
 	$(PY) -m pytest
+
+# Train the released model on the whole corpus and export it into ausil_lite/models/ (resumable; hours on CPU).
+release: setup
+	tools/system_packages.sh --release
+	$(PY) -m ausil_lite.release
 
 clean-study:
 	rm -rf book/_build book/chapters

@@ -44,7 +44,7 @@ def decode_audio(path: str | Path) -> tuple[np.ndarray, int]:
     if not path.is_file():
         raise MissingFileError(path)
     try:
-        container = av.open(str(path), mode="r")
+        container = av.open(str(path), mode="r", metadata_errors="replace")
     except av.error.FFmpegError as exc:
         raise NotMediaError(path, str(exc)) from exc
     chunks: list[np.ndarray] = []

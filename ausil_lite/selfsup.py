@@ -81,6 +81,7 @@ import copy
 import csv
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -91,6 +92,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from ausil_lite.audio import SAMPLE_RATE, SILENCE_PEAK
 from ausil_lite.backbone import MAC_DIM, MAC_DIMS, MAC_LAYERS, KumarCNN, load_backbone
@@ -454,12 +456,15 @@ def train_selfsup(
     for epoch in range(first_epoch, config.epochs):
         rng = np.random.default_rng([config.seed, epoch])
         train_losses, started = [], time.perf_counter()
-        for _ in range(config.steps_per_epoch):
+        steps = tqdm(range(config.steps_per_epoch), desc=f"selfsup epoch {epoch + 1}/{config.epochs}", unit="step",
+                     disable=log is None, leave=False, file=sys.stderr)
+        for _ in steps:
             loss = _loss(model, head, draw_batch(pool, config, augment, rng, device), config.temperature, anchor)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             train_losses.append(float(loss.detach()))
+            steps.set_postfix(loss=f"{train_losses[-1]:.3f}")
         if config.bn_batches:
             bn_rng = np.random.default_rng([config.seed, epoch, 2**30])
             recalibrate_batch_norm(model, [draw_batch(pool, config, augment, bn_rng, device) for _ in range(config.bn_batches)])

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the study needs: real recordings (the DAVR-mini source pool and the first
 # chapter's example), Chromaprint's fpcalc (a baseline) and Chromium (the book's browser check).
+# With --release, also the released model's training corpus (ausil_lite/datasets/corpus.py; about 700 MB).
 # Idempotent: packages already present are not touched. Elsewhere it says what is missing and goes on.
 set -eo pipefail
 packages=(
@@ -11,6 +12,13 @@ packages=(
   libchromaprint-tools
   chromium
 )
+if [ "${1:-}" = "--release" ]; then
+  packages+=(
+    singularity-music ufoai-music asc-music pushover-data boswars-data tecnoballz-data heroes-sound-effects
+    moon-lander-data oxygen-sounds sound-theme-freedesktop ktuberling-data
+    asterisk-core-sounds-it-wav asterisk-core-sounds-it-g722 asterisk-core-sounds-it-gsm
+  )
+fi
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
   for p in "${packages[@]}"; do

@@ -39,6 +39,8 @@ SPEECH_TARGET_S = (30.0, 60.0)
 """Consecutive prompts are joined until a clip reaches 30 s, never past 60 s."""
 SPEECH_GAP_S = 0.3
 """Silence between joined prompts, in seconds: a speaker's pause."""
+JOINED_KINDS = ("speech", "effects")
+"""Kinds whose short files (prompts, sound effects) are joined into 30-60 s tracks."""
 MEDIA_SUFFIXES = frozenset(
     {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
 )
@@ -53,7 +55,7 @@ class PackageSpec:
     """Where one Debian package's recordings are and how to read them."""
 
     package: str
-    kind: str  # "music", "moh" (music on hold, 8 kHz), "speech" (8 kHz prompts joined into clips)
+    kind: str  # "music", "moh" (music on hold, 8 kHz), "speech" (prompts joined into clips), "effects" (joined too)
     roots: tuple[str, ...]  # folders searched when dpkg cannot list the package
     suffixes: tuple[str, ...]
     licence: str
@@ -188,7 +190,7 @@ def read_window(path: str | Path, start_s: float, duration_s: float, rate: int =
         raise SourcePoolError(f"{path}: source file not found")
     if start_s < 0 or duration_s <= 0:
         raise ValueError(f"window must have start >= 0 and duration > 0, got {start_s}, {duration_s}")
-    with av.open(str(path)) as container:
+    with av.open(str(path), metadata_errors="replace") as container:
         if not container.streams.audio:
             raise SourcePoolError(f"{path}: no audio stream")
         stream = container.streams.audio[0]
@@ -229,7 +231,7 @@ def package_files(spec: PackageSpec) -> list[Path]:
 
 def probe_file(path: Path) -> tuple[float, int, int]:
     """(duration in s, sample rate in Hz, channels) by decoding the whole audio stream."""
-    with av.open(str(path)) as container:
+    with av.open(str(path), metadata_errors="replace") as container:
         if not container.streams.audio:
             raise SourcePoolError(f"{path}: no audio stream")
         stream = container.streams.audio[0]
@@ -252,9 +254,12 @@ def scan_package(spec: PackageSpec) -> list[SourceFile]:
     version = package_version(spec.package)
     rows = []
     for path in paths:
-        duration, rate, channels = probe_file(path)
         excluded = _match(str(path), spec.excluded)
-        if not excluded and spec.kind != "speech" and duration < MIN_TRACK_S:
+        try:
+            duration, rate, channels = probe_file(path)
+        except (av.error.FFmpegError, SourcePoolError) as exc:  # some game files are malformed
+            duration, rate, channels, excluded = 0.0, 0, 0, f"undecodable: {exc}"
+        if not excluded and spec.kind not in JOINED_KINDS and duration < MIN_TRACK_S:
             excluded = f"shorter than {MIN_TRACK_S:g} s"
         rows.append(
             SourceFile(
@@ -268,8 +273,8 @@ def scan_package(spec: PackageSpec) -> list[SourceFile]:
 
 
 def _name_tracks(spec: PackageSpec, rows: list[SourceFile]) -> list[SourceFile]:
-    """Music: one track per file. Speech: consecutive prompts of a folder joined to 30-60 s tracks."""
-    if spec.kind != "speech":
+    """Music: one track per file. Speech and effects: consecutive files of a folder joined to 30-60 s tracks."""
+    if spec.kind not in JOINED_KINDS:
         return [replace(r, track=f"{spec.package}:{Path(r.path).stem}") for r in rows]
     out: list[SourceFile] = []
     groups: list[list[SourceFile]] = []
@@ -287,7 +292,7 @@ def _name_tracks(spec: PackageSpec, rows: list[SourceFile]) -> list[SourceFile]:
     for number, group in enumerate(groups):
         total = sum(r.duration_s for r in group) + SPEECH_GAP_S * (len(group) - 1)
         reason = "" if total >= MIN_TRACK_S else f"joined clip shorter than {MIN_TRACK_S:g} s"
-        out += [replace(r, track=f"{spec.package}:speech{number:03d}", excluded=reason) for r in group]
+        out += [replace(r, track=f"{spec.package}:{spec.kind}{number:03d}", excluded=reason) for r in group]
     return sorted(out, key=lambda r: r.path)
 
 

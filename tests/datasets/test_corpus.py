@@ -1,0 +1,99 @@
+"""The released model's training corpus: refusals, the committed manifest, archives and the built pool."""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from ausil_lite.datasets import corpus as C
+from ausil_lite.datasets import sources as S
+from ausil_lite.datasets.training import TrainingPool
+from ausil_lite.digests import file_digest
+from ausil_lite.media import write_media
+
+
+def tone(seconds: float, rate: int, freq: float) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.4 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.mark.parametrize("package", ["hyperrogue-music", "drascula-music", "colobot-common-sounds",
+                                     "asterisk-core-sounds-fr-wav", "asterisk-core-sounds-es-g722",
+                                     "asterisk-core-sounds-fr", "nexuiz-music", "asterisk-core-sounds-en-gsm"])
+def test_the_corpus_refuses_reserved_and_evaluation_packages(package):
+    with pytest.raises(C.CorpusError, match=package):
+        C.refuse_reserved(["singularity-music", package])
+
+
+def test_the_corpus_takes_ordinary_packages():
+    C.refuse_reserved(["singularity-music", "asterisk-core-sounds-it-gsm", "asterisk-core-sounds-en-wav"])
+    assert not any(C.refusal(spec.package) for spec in C.CORPUS_PACKAGES)
+
+
+def test_the_committed_manifest_has_no_refused_or_evaluation_audio():
+    rows = C.read_corpus_manifest()
+    usable = [r for r in rows if not r.excluded]
+    assert usable and not any(C.refusal(r.package) for r in usable)
+    # DAVR-mini's evaluation tracks stay out: only its training split joins
+    _, evaluation = __import__("ausil_lite.datasets.davr_mini", fromlist=["split_tracks"]).split_tracks(
+        S.tracks_from_rows(S.read_manifest()), *C.DAVR_MINI_SPLIT)
+    assert not {t.id for t in evaluation} & {r.track for r in usable}
+    assert sum(r.duration_s for r in usable) > 5 * 3600
+
+
+def test_a_manifest_naming_a_reserved_package_is_refused(tmp_path):
+    row = S.SourceFile("drascula-music:x", "drascula-music", "1", "GPL", "music", "/x.ogg", "0" * 64, 30.0, 44100, 2)
+    S.write_manifest([row], tmp_path / "m.csv")
+    with pytest.raises(C.CorpusError, match="drascula-music"):
+        C.read_corpus_manifest(tmp_path / "m.csv")
+
+
+def test_manifest_round_trips(tmp_path):
+    rows = C.read_corpus_manifest()[:50]
+    again = S.read_manifest(S.write_manifest(rows, tmp_path / "m.csv"))
+    assert sorted(again, key=lambda r: (r.track, r.path)) == sorted(rows, key=lambda r: (r.track, r.path))
+
+
+def test_archive_members_are_unpacked_scanned_and_built_into_a_pool(tmp_path, monkeypatch):
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    archive = tmp_path / "music.pk3"
+    with zipfile.ZipFile(archive, "w") as z:
+        for name, freq in (("a", 300.0), ("b", 500.0)):
+            z.write(write_media(songs / f"{name}.ogg", tone(22.0, 44_100, freq), 44_100), f"music/{name}.ogg")
+        z.writestr("music/readme.txt", "not audio")
+    spec = C.ArchiveSpec("some-music", str(archive), (".ogg",), "GPL-2+")
+    root = tmp_path / "corpus"
+    rows = C.scan_archive(spec, root)
+    assert [r.track for r in rows] == ["some-music:a", "some-music:b"]
+    assert all(r.path.startswith(f"{archive}!music/") and not r.excluded for r in rows)
+    assert rows[0].sha256 == file_digest(songs / "a.ogg")
+
+    manifest = S.write_manifest(rows, tmp_path / "corpus.csv")
+    monkeypatch.setattr(C, "ARCHIVES", (spec,))
+    summary = C.build_corpus(root, manifest)
+    assert summary.tracks == 2 and summary.hours == pytest.approx(44.0 / 3600, abs=0.01)
+    pool = TrainingPool.from_benchmark(root)
+    assert pool.ids == ["some-music:a", "some-music:b"]
+
+    changed = [replace(rows[0], sha256="1" * 64), rows[1]]
+    with pytest.raises(C.CorpusError, match="differ"):
+        C.build_corpus(root, S.write_manifest(changed, tmp_path / "changed.csv"))
+
+
+def test_short_effects_are_joined_into_tracks(tmp_path, monkeypatch):
+    folder = tmp_path / "sfx"
+    folder.mkdir()
+    for i in range(12):
+        write_media(folder / f"s{i:02d}.wav", tone(2.5, 22_050, 200.0 + 50 * i), 22_050)
+    spec = S.PackageSpec("some-effects", "effects", (str(folder),), (".wav",), "CC0")
+    monkeypatch.setattr(S.shutil, "which", lambda name: None)  # no dpkg: read the folder
+    rows = S.scan_package(spec)
+    tracks = S.tracks_from_rows(rows)
+    # files join until a clip reaches 30 s: eleven make one track; the twelfth alone is too short to use
+    assert [t.id for t in tracks] == ["some-effects:effects000"]
+    assert tracks[0].duration_s == pytest.approx(11 * 2.5 + 10 * S.SPEECH_GAP_S, abs=0.05)
+    assert [r.excluded for r in rows if r.track == "some-effects:effects001"] == ["joined clip shorter than 20 s"]

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     profiles = sorted({name for recipe in BENCHMARKS.values() for name in recipe.profiles})
     p.add_argument("--profile", choices=profiles, default="ci",
                    help="size: davr-mini tiny, ci (15 queries, 300 videos) or full (100, 3000); "
-                   "davr-unseen tiny or ci (100 queries, 1300 videos)")
+                   "davr-unseen tiny or ci (100 queries, 1200 videos)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     p.add_argument("--source-dir", action="append", default=[], help="folder of audio/video files to add to the pool (repeatable)")
     p.add_argument("--no-default-sources", action="store_true", help="use only --source-dir folders, not the Debian packages")

@@ -147,9 +147,9 @@ PROFILES: dict[str, DavrMiniConfig] = {
 UNSEEN_PROFILES: dict[str, DavrMiniConfig] = {
     "tiny": replace(PROFILES["tiny"], train_fraction=0.0),
     # 100 queries x 9 positives: one pair moves mAP by at most 0.001; every family gets 81-82 pairs.
-    # Clips stay as short as ci's, since every method's features of 1,400 videos are extracted on CPU.
+    # Clips stay as short as ci's, since every method's features of 1,300 videos are extracted on CPU.
     "ci": DavrMiniConfig(
-        n_queries=100, n_database=1300, query_s=(20.0, 30.0), distractor_s=(15.0, 30.0), positives_per_query=9,
+        n_queries=100, n_database=1200, query_s=(20.0, 30.0), distractor_s=(15.0, 30.0), positives_per_query=9,
         hard_negatives_per_query=2, train_fraction=0.0,
     ),
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the study needs: real recordings (the DAVR-mini source pool and the first
-# chapter's example), Chromaprint's fpcalc (a baseline) and Chromium (the book's browser check).
+# Installs the Debian packages the study needs: real recordings (the DAVR-mini and DAVR-unseen source pools
+# and the first chapter's example), Chromaprint's fpcalc (a baseline) and Chromium (the book's browser check).
 # With --release, also the released model's training corpus (ausil_lite/datasets/corpus.py; about 700 MB).
 # Idempotent: packages already present are not touched. Elsewhere it says what is missing and goes on.
 set -eo pipefail
@@ -9,6 +9,9 @@ packages=(
   asterisk-core-sounds-en-wav
   wesnoth-1.16-music
   warzone2100-music
+  nexuiz-music
+  planetblupi-music-ogg
+  asterisk-core-sounds-ru-wav
   libchromaprint-tools
   chromium
 )

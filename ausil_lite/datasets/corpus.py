@@ -10,9 +10,9 @@ The corpus takes them all except two groups, and refuses those by name:
   packages of the unseen-audio benchmark (:data:`EVALUATION_PACKAGES`) not at all. The other codecs of
   DAVR-mini's speech and music-on-hold packages carry the same recordings, so they stay out too.
 
-A track is one music file, or consecutive speech prompts or sound effects of one folder joined into a
-30-60 s clip (:func:`ausil_lite.datasets.sources.scan_package`). Music inside a zip archive (``ufoai-music``'s
-``.pk3``) is unpacked once into the corpus folder; its manifest path is ``<archive>!<member>``.
+A track is one music file (``ufoai-music``'s are read from inside its ``.pk3`` archive, addressed
+``<archive>!/<member>``), or consecutive speech prompts or sound effects of one folder joined into a 30-60 s clip
+(:func:`ausil_lite.datasets.sources.scan_package`).
 
 The manifest ``data_manifests/release_corpus.csv`` has the source pool's columns (track, package, version,
 licence, kind, path, sha256, duration, sample rate, channels, why excluded). :func:`build_corpus` checks the
@@ -24,46 +24,39 @@ draw from the corpus exactly as they draw from DAVR-mini's training tracks.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import hashlib
 import io
-import zipfile
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import av
-
 from ausil_lite.datasets.sources import (
-    DEFAULT_PACKAGES,
     MANIFEST as DAVR_MINI_MANIFEST,
+    RESERVED_PACKAGES,
+    UNSEEN_PACKAGES,
     PackageSpec,
     SourceFile,
     SourcePoolError,
     Track,
-    package_version,
     read_manifest,
     scan_package,
     tracks_from_rows,
     verify_files,
     write_manifest,
 )
-from ausil_lite.digests import file_digest
 from ausil_lite.media import write_media
 from ausil_lite.paths import REPO_ROOT
 
 CORPUS_MANIFEST = REPO_ROOT / "data_manifests" / "release_corpus.csv"
 
-RESERVED_PACKAGES = ("hyperrogue-music", "drascula-music", "colobot-common-sounds")
-RESERVED_PREFIXES = ("asterisk-core-sounds-fr", "asterisk-core-sounds-es")
-"""Every codec of the French and Spanish prompts (``-wav``, ``-gsm``, ``-g722``, the metapackage)."""
-
-EVALUATION_PACKAGES = ("nexuiz-music", "planetblupi-music-ogg", "asterisk-core-sounds-ru-wav")
-"""The unseen-audio benchmark's sources: outside the corpus, so its figures measure audio never trained on."""
-
-SAME_RECORDINGS = ("asterisk-core-sounds-en-g722", "asterisk-core-sounds-en-gsm", "asterisk-moh-opsound-g722",
-                   "asterisk-moh-opsound-gsm", "asterisk-core-sounds-ru")
-"""Other codecs of the study's evaluation recordings: refused like them."""
+EVALUATION_PACKAGES = tuple(spec.package for spec in UNSEEN_PACKAGES) + (
+    "asterisk-core-sounds-ru*", "asterisk-core-sounds-en-g722", "asterisk-core-sounds-en-gsm",
+    "asterisk-moh-opsound-g722", "asterisk-moh-opsound-gsm",
+)
+"""Shell patterns of the unseen-audio benchmark's packages and of other codecs of the study's evaluation
+recordings: outside the corpus, so the study's figures measure audio the released model never trained on."""
 
 DAVR_MINI_SPLIT = (0.25, 0)
 """(train_fraction, seed) of the study's DAVR-mini: its training tracks are the only ones the corpus takes."""
@@ -75,9 +68,9 @@ class CorpusError(SourcePoolError):
 
 def refusal(package: str) -> str:
     """Why ``package`` may not enter the corpus ('' when it may)."""
-    if package in RESERVED_PACKAGES or package.startswith(RESERVED_PREFIXES):
+    if any(fnmatch.fnmatchcase(package, pattern) for pattern in RESERVED_PACKAGES):
         return "reserved for the independent evaluation of the released model"
-    if package in EVALUATION_PACKAGES or package.startswith(SAME_RECORDINGS):
+    if any(fnmatch.fnmatchcase(package, pattern) for pattern in EVALUATION_PACKAGES):
         return "evaluation audio of the study (the unseen-audio benchmark or DAVR-mini's recordings)"
     return ""
 
@@ -89,21 +82,13 @@ def refuse_reserved(packages: Iterable[str]) -> None:
         raise CorpusError("the training corpus refuses " + "; ".join(f"{p} ({why})" for p, why in sorted(refused.items())))
 
 
-@dataclass(frozen=True)
-class ArchiveSpec:
-    """Recordings inside a zip archive of a package (members ending in ``suffixes``)."""
-
-    package: str
-    archive: str
-    suffixes: tuple[str, ...]
-    licence: str
-
-
 def _spec(package, kind, roots, suffixes, licence, **kw) -> PackageSpec:
     return PackageSpec(package, kind, tuple(roots), tuple(suffixes), licence, **kw)
 
 
 CORPUS_PACKAGES: tuple[PackageSpec, ...] = (
+    _spec("ufoai-music", "music", ["/usr/share/games/ufoai/base"], [".ogg"], "GPL-2+ / CC-BY-3.0 (per file)",
+          archives=(".pk3",)),
     _spec("singularity-music", "music", ["/usr/share/games/singularity/music"], [".ogg"], "CC-BY-SA-3.0"),
     _spec("asc-music", "music", ["/usr/share/games/asc/music"], [".mp3"], "GPL-2+"),
     _spec("pushover-data", "music", ["/usr/share/pushover"], [".ogg"], "GPL-3+"),
@@ -124,11 +109,6 @@ CORPUS_PACKAGES: tuple[PackageSpec, ...] = (
 Tracker modules (``.xm``, ``.mod``, ``.it``: fb-music-high, heroes-sound-tracks, tomatoes-data, tecnoballz's
 music) and raw PCM (xblast-tnt) are left out: FFmpeg as PyAV ships it cannot decode them."""
 
-ARCHIVES: tuple[ArchiveSpec, ...] = (
-    ArchiveSpec("ufoai-music", "/usr/share/games/ufoai/base/0music.pk3", (".ogg",), "GPL-2+ / CC-BY-3.0 (per file)"),
-)
-
-
 def davr_mini_training_rows(manifest: str | Path = DAVR_MINI_MANIFEST) -> list[SourceFile]:
     """DAVR-mini's manifest rows, its evaluation tracks marked excluded (seed 0 split, as the study)."""
     from ausil_lite.datasets.davr_mini import split_tracks
@@ -139,61 +119,12 @@ def davr_mini_training_rows(manifest: str | Path = DAVR_MINI_MANIFEST) -> list[S
     return [r if r.track in keep or r.excluded else replace(r, excluded="DAVR-mini evaluation track") for r in rows]
 
 
-def unpacked_path(member_path: str, root: str | Path) -> Path:
-    """Where ``<archive>!<member>`` is unpacked under the corpus folder ``root``."""
-    archive, member = member_path.split("!", 1)
-    return Path(root) / "unpacked" / Path(archive).name / member
-
-
-def _unpack(spec: ArchiveSpec, root: Path) -> list[tuple[str, Path]]:
-    """(manifest path, unpacked file) of each recording in the archive, unpacking what is missing."""
-    if not Path(spec.archive).is_file():
-        raise CorpusError(f"{spec.package}: {spec.archive} not found; install it (tools/system_packages.sh --release)")
-    out = []
-    with zipfile.ZipFile(spec.archive) as archive:
-        for info in sorted(archive.infolist(), key=lambda i: i.filename):
-            if info.is_dir() or not info.filename.lower().endswith(spec.suffixes):
-                continue
-            name = f"{spec.archive}!{info.filename}"
-            target = unpacked_path(name, root)
-            if not target.is_file() or target.stat().st_size != info.file_size:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(target.name + ".tmp")
-                tmp.write_bytes(archive.read(info))
-                tmp.replace(target)
-            out.append((name, target))
-    return out
-
-
-def scan_archive(spec: ArchiveSpec, root: Path) -> list[SourceFile]:
-    """Manifest rows of an archive's recordings (one track each), unpacking them under ``root``."""
-    from ausil_lite.datasets.sources import MIN_TRACK_S, probe_file
-
-    rows = []
-    version = package_version(spec.package)
-    for name, path in _unpack(spec, root):
-        try:
-            duration, rate, channels = probe_file(path)
-            excluded = "" if duration >= MIN_TRACK_S else f"shorter than {MIN_TRACK_S:g} s"
-        except (av.error.FFmpegError, SourcePoolError) as exc:
-            duration, rate, channels, excluded = 0.0, 0, 0, f"undecodable: {exc}"
-        rows.append(SourceFile(
-            track=f"{spec.package}:{Path(name.split('!', 1)[1]).stem}", package=spec.package, version=version,
-            licence=spec.licence, kind="music", path=name, sha256=file_digest(path), duration_s=duration,
-            sample_rate=rate, channels=channels, excluded=excluded,
-        ))
-    return rows
-
-
-def scan_corpus(root: str | Path) -> list[SourceFile]:
+def scan_corpus() -> list[SourceFile]:
     """Every manifest row of the corpus as installed now (slow: decodes every file once)."""
-    specs = [s.package for s in CORPUS_PACKAGES] + [a.package for a in ARCHIVES]
-    refuse_reserved(specs)
+    refuse_reserved(spec.package for spec in CORPUS_PACKAGES)
     rows = davr_mini_training_rows()
     for spec in CORPUS_PACKAGES:
         rows += scan_package(spec)
-    for archive in ARCHIVES:
-        rows += scan_archive(archive, Path(root))
     return rows
 
 
@@ -202,26 +133,6 @@ def read_corpus_manifest(path: str | Path = CORPUS_MANIFEST) -> list[SourceFile]
     rows = read_manifest(path)
     refuse_reserved({r.package for r in rows if not r.excluded})
     return rows
-
-
-def _resolve(rows: Sequence[SourceFile], root: Path) -> list[SourceFile]:
-    """Rows whose archive members point at their unpacked files, checked against the manifest's sha256."""
-    out, changed = [], []
-    members = [r for r in rows if "!" in r.path and not r.excluded]
-    for spec in ARCHIVES:
-        if any(r.package == spec.package for r in members):
-            _unpack(spec, root)
-    for row in rows:
-        if "!" in row.path and not row.excluded:
-            path = unpacked_path(row.path, root)
-            if file_digest(path) != row.sha256:
-                changed.append(row.path)
-            row = replace(row, path=str(path))
-        out.append(row)
-    if changed:
-        raise CorpusError(f"{len(changed)} archive members differ from the corpus manifest (first: {changed[:3]})")
-    verify_files([r for r in out if not r.excluded])
-    return out
 
 
 @dataclass(frozen=True)
@@ -238,10 +149,10 @@ class CorpusSummary:
         return round(sum(self.hours_by_kind.values()), 2)
 
 
-def _track_path(track: Track, root: Path) -> Path:
+def _track_path(track: Track, root: Path) -> str | Path:
     """The one file a training pool reads for ``track``: its own file, or the joined clip as wav."""
     if len(track.files) == 1:
-        return Path(track.files[0].path)
+        return track.files[0].path
     target = root / "joined" / (track.id.replace(":", "_").replace("/", "_") + ".wav")
     if not target.is_file():
         rate = track.files[0].sample_rate
@@ -255,10 +166,11 @@ def _track_path(track: Track, root: Path) -> Path:
 def build_corpus(root: str | Path, manifest: str | Path = CORPUS_MANIFEST) -> CorpusSummary:
     """Check the installed recordings against ``manifest`` and write ``root/train.csv`` (TrainingPool's layout).
 
-    Idempotent: unpacked and joined files already there are reused.
+    Idempotent: joined clips already there are reused.
     """
     root = Path(root)
-    rows = _resolve(read_corpus_manifest(manifest), root)
+    rows = read_corpus_manifest(manifest)
+    verify_files(rows)
     tracks = tracks_from_rows(rows)
     refuse_reserved({t.package for t in tracks})
     buffer = io.StringIO()
@@ -283,6 +195,6 @@ def manifest_digest(path: str | Path = CORPUS_MANIFEST) -> str:
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12]
 
 
-def rescan_manifest(root: str | Path, path: str | Path = CORPUS_MANIFEST) -> Path:
+def rescan_manifest(path: str | Path = CORPUS_MANIFEST) -> Path:
     """Regenerate the committed manifest from the installed packages."""
-    return write_manifest(scan_corpus(root), path)
+    return write_manifest(scan_corpus(), path)

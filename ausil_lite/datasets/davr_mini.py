@@ -1,4 +1,11 @@
-"""DAVR-mini: the embedded default benchmark, built from real recordings by a seed.
+"""DAVR-mini and DAVR-unseen: benchmarks built from real recordings by a seed, by one builder.
+
+A :class:`BenchmarkRecipe` names what is built: the folder under the data root, the source set of
+Debian packages (:data:`ausil_lite.datasets.sources.SOURCE_SETS`) and the size profiles.
+``davr-mini`` is the study's embedded default: four packages, each split into training and evaluation
+tracks. ``davr-unseen`` evaluates a model on audio it never heard: three packages that no training code
+reads (Nexuiz and Planet Blupi music, Russian Asterisk prompts), every track for evaluation and none for
+training (``train_fraction=0``): a training split there would only invite tuning on them.
 
 Planning is pure and cheap: from the source tracks, a :class:`DavrMiniConfig` and a seed it decides
 every item (its source window, transformation record, unrelated audio, container) without touching
@@ -12,7 +19,7 @@ comes from evaluation tracks, and :func:`plan_benchmark` asserts it. Within a tr
 are reserved: negatives and fillers are cut only from the rest, so the only duplicates of a query in
 the database are its labelled positives.
 
-A built benchmark, ``data_root()/davr-mini/<profile>/``::
+A built benchmark, ``data_root()/<benchmark>/<profile>/``::
 
     annotation.json   {query: {"DA": [positives], "ST": [same-track segments], "SP": [same-package tracks]}}
     dataset_ids.txt   every id, queries and database, one a line (FIVR's youtube_ids.txt shape)
@@ -39,7 +46,7 @@ import multiprocessing
 import os
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -53,11 +60,13 @@ from ausil_lite.datasets import transforms as T
 from ausil_lite.datasets.benchmark import Benchmark, read_annotation_json, read_id_list, write_annotation_json, write_id_list
 from ausil_lite.datasets.repeats import RepeatFinder
 from ausil_lite.datasets.sources import (
+    SOURCE_SETS,
     SourceFile,
     SourcePoolError,
+    SourceSet,
     Track,
-    default_pool_rows,
     read_manifest,
+    refuse_reserved,
     scan_directory,
     tracks_from_rows,
     write_manifest,
@@ -88,7 +97,7 @@ class DavrMiniConfig:
     distractor_s: tuple[float, float] = (15.0, 30.0)
     positives_per_query: int = 8
     hard_negatives_per_query: int = 2  # alternately same track (other segment) and same package (other track)
-    train_fraction: float = 0.25  # share of each package's tracks kept for training
+    train_fraction: float = 0.25  # share of each package's tracks kept for training (0: none)
     families: tuple[str, ...] = T.FAMILIES
     negative_transform_rate: float = 0.5  # negatives get a transformation too, so artefacts do not signal relevance
     webm_fraction: float = 0.25  # share of items in webm (VP9/Opus); the rest mp4 (H.264/AAC)
@@ -110,8 +119,8 @@ class DavrMiniConfig:
                 f"n_database={self.n_database} is smaller than the positives and hard negatives "
                 f"({self.n_queries} x {self.positives_per_query + self.hard_negatives_per_query})"
             )
-        if not 0.0 < self.train_fraction < 1.0:
-            raise ValueError(f"train_fraction must be in (0, 1), got {self.train_fraction}")
+        if not 0.0 <= self.train_fraction < 1.0:
+            raise ValueError(f"train_fraction must be in [0, 1), got {self.train_fraction}")
 
     @property
     def distractor_count(self) -> int:
@@ -134,6 +143,43 @@ PROFILES: dict[str, DavrMiniConfig] = {
         positives_per_query=11, hard_negatives_per_query=3,
     ),
 }
+
+UNSEEN_PROFILES: dict[str, DavrMiniConfig] = {
+    "tiny": replace(PROFILES["tiny"], train_fraction=0.0),
+    # 100 queries x 9 positives: one pair moves mAP by at most 0.001; every family gets 81-82 pairs.
+    # Clips stay as short as ci's, since every method's features of 1,300 videos are extracted on CPU.
+    "ci": DavrMiniConfig(
+        n_queries=100, n_database=1200, query_s=(20.0, 30.0), distractor_s=(15.0, 30.0), positives_per_query=9,
+        hard_negatives_per_query=2, train_fraction=0.0,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class BenchmarkRecipe:
+    """What the builder makes: ``data_root()/<name>/<profile>`` from ``sources`` at the sizes of ``profiles``."""
+
+    name: str
+    title: str
+    sources: SourceSet
+    profiles: Mapping[str, DavrMiniConfig]
+
+    def config(self, profile: str) -> DavrMiniConfig:
+        if profile not in self.profiles:
+            raise ValueError(f"{self.name} has no profile {profile!r}; choose one of {sorted(self.profiles)}")
+        return self.profiles[profile]
+
+
+BENCHMARKS: dict[str, BenchmarkRecipe] = {
+    "davr-mini": BenchmarkRecipe("davr-mini", "DAVR-mini", SOURCE_SETS["davr-mini"], PROFILES),
+    "davr-unseen": BenchmarkRecipe("davr-unseen", "DAVR-unseen", SOURCE_SETS["davr-unseen"], UNSEEN_PROFILES),
+}
+
+
+def benchmark_recipe(name: str) -> BenchmarkRecipe:
+    if name not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {name!r}; choose one of {sorted(BENCHMARKS)}")
+    return BENCHMARKS[name]
 
 
 @dataclass(frozen=True)
@@ -180,13 +226,13 @@ class Plan:
 
 def split_tracks(tracks: Sequence[Track], train_fraction: float, seed: int) -> tuple[list[Track], list[Track]]:
     """Per package, a seeded shuffle puts ``round(train_fraction * n)`` tracks (at least one when the
-    package has two or more) in training; the rest evaluate. Independent of the profile."""
+    package has two or more and ``train_fraction`` > 0) in training; the rest evaluate. Independent of the profile."""
     train, evaluation = [], []
     packages = sorted({t.package for t in tracks})
     for package in packages:
         members = sorted((t for t in tracks if t.package == package), key=lambda t: t.id)
         order = np.random.default_rng([seed, zlib.crc32(package.encode())]).permutation(len(members))
-        n_train = max(1, round(train_fraction * len(members))) if len(members) >= 2 else 0
+        n_train = max(1, round(train_fraction * len(members))) if len(members) >= 2 and train_fraction > 0 else 0
         chosen = set(order[:n_train].tolist())
         for i, t in enumerate(members):
             (train if i in chosen else evaluation).append(t)
@@ -488,9 +534,13 @@ class BuildSummary:
     audio_hours: float
 
 
-def pool_rows_for(source_dirs: Sequence[str | Path] = (), include_default: bool = True, rescan: bool = False) -> list[SourceFile]:
-    """Manifest rows of the pool: the Debian packages (unless ``include_default`` is False) plus user folders."""
-    rows = default_pool_rows(rescan=rescan) if include_default else []
+def pool_rows_for(
+    source_dirs: Sequence[str | Path] = (), include_default: bool = True, rescan: bool = False,
+    sources: SourceSet = SOURCE_SETS["davr-mini"],
+) -> list[SourceFile]:
+    """Manifest rows of the pool: the Debian packages of ``sources`` (unless ``include_default`` is False)
+    plus user folders."""
+    rows = sources.rows(rescan=rescan) if include_default else []
     for directory in source_dirs:
         rows += scan_directory(directory)
     if not rows:
@@ -511,25 +561,28 @@ def build_davr_mini(
     overwrite: bool = False,
     pool_rows: Sequence[SourceFile] | None = None,
     progress: bool = False,
+    benchmark: str = "davr-mini",
 ) -> BuildSummary:
-    """Plan, write manifests and render media of DAVR-mini into ``root``
-    (default ``data_root()/davr-mini/<profile>``). Resumable: finished media are kept (delete ``media/``
+    """Plan, write manifests and render media of ``benchmark`` (a key of :data:`BENCHMARKS`) into ``root``
+    (default ``data_root()/<benchmark>/<profile>``). Resumable: finished media are kept (delete ``media/``
     to remake them after changing the transformation code). A folder built with another seed, profile
-    or pool is refused unless ``overwrite`` (which deletes its media)."""
+    or pool is refused unless ``overwrite`` (which deletes its media). A pool holding a reserved package
+    (:data:`ausil_lite.datasets.sources.RESERVED_PACKAGES`) is refused."""
     started = time.perf_counter()
-    if config is None:
-        if profile not in PROFILES:
-            raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
-        config = PROFILES[profile]
-    root = Path(root) if root is not None else data_root() / "davr-mini" / profile
-    rows = list(pool_rows) if pool_rows is not None else pool_rows_for(source_dirs, include_default, rescan_sources)
+    recipe = benchmark_recipe(benchmark)
+    config = config if config is not None else recipe.config(profile)
+    root = Path(root) if root is not None else data_root() / recipe.name / profile
+    if pool_rows is None:
+        pool_rows = pool_rows_for(source_dirs, include_default, rescan_sources, recipe.sources)
+    rows = list(pool_rows)
+    refuse_reserved({r.package for r in rows})
     plan = plan_benchmark(tracks_from_rows(rows), config, seed, RepeatFinder())
     table = _csv_text(item_table_rows(plan), TABLE_COLUMNS)
     existing = root / "items.csv"
     if existing.is_file() and existing.read_text(encoding="utf-8") != table:
-        if not overwrite and not _same_request(root, profile, seed, rows):
+        if not overwrite and not _same_request(root, benchmark, profile, seed, rows):
             raise SourcePoolError(
-                f"{root} holds a DAVR-mini built with another seed, profile or source pool; "
+                f"{root} holds a {recipe.title} built with another seed, profile or source pool; "
                 "pass overwrite=True (--overwrite) to replace it"
             )
         # same request, other plan: the planner changed (e.g. a fix); the old media are remade
@@ -542,7 +595,7 @@ def build_davr_mini(
     # Longest jobs first, so the last worker is not left with a long item.
     jobs = [(i, str(root)) for i in sorted(plan.items, key=lambda i: (-i.duration_s, i.id))]
     rendered = 0
-    bar = tqdm(total=len(jobs), desc=f"DAVR-mini {profile}", unit="video", disable=not progress, mininterval=5.0)
+    bar = tqdm(total=len(jobs), desc=f"{recipe.title} {profile}", unit="video", disable=not progress, mininterval=5.0)
     if workers <= 1:
         _init_worker(tracks)
         for job in jobs:
@@ -560,7 +613,7 @@ def build_davr_mini(
         round(sum(i.duration_s for i in plan.items) / 3600, 3),
     )
     build = {
-        "profile": profile, "seed": seed, "config": asdict(config), "git_commit": git_commit(),
+        "benchmark": benchmark, "profile": profile, "seed": seed, "config": asdict(config), "git_commit": git_commit(),
         "wall_s": summary.wall_s, "workers": workers, "audio_hours": summary.audio_hours,
         "source_dirs": [str(d) for d in source_dirs], "include_default": include_default, "notes": plan.notes,
     }
@@ -575,13 +628,13 @@ class BuildRequest:
     profile: str = "ci"
     seed: int = 0
     source_dirs: str = ""  # extra source folders, separated by os.pathsep (":" on Linux)
-    include_default: bool = True  # the Debian packages of data_manifests/davr_mini_sources.csv
-    output: str | None = None  # default: data_root()/davr-mini/<profile>
+    include_default: bool = True  # the Debian packages of the benchmark's manifest in data_manifests/
+    output: str | None = None  # default: data_root()/<benchmark>/<profile>
     workers: int = 2  # rendering processes
+    benchmark: str = "davr-mini"  # a key of BENCHMARKS: "davr-mini" or "davr-unseen"
 
     def __post_init__(self) -> None:
-        if self.profile not in PROFILES:
-            raise ValueError(f"unknown profile {self.profile!r}; choose one of {sorted(PROFILES)}")
+        benchmark_recipe(self.benchmark).config(self.profile)
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
         if not self.include_default and not self.folders:
@@ -593,18 +646,20 @@ class BuildRequest:
 
     @property
     def root(self) -> Path:
-        return Path(self.output) if self.output else data_root() / "davr-mini" / self.profile
+        return Path(self.output) if self.output else data_root() / self.benchmark / self.profile
 
     def build(self, overwrite: bool = False, rescan_sources: bool = False, progress: bool = False) -> BuildSummary:
         return build_davr_mini(
             self.profile, self.seed, root=self.root, source_dirs=self.folders, include_default=self.include_default,
             workers=self.workers, overwrite=overwrite, rescan_sources=rescan_sources, progress=progress,
+            benchmark=self.benchmark,
         )
 
 
-def _same_request(root: Path, profile: str, seed: int, rows: Sequence[SourceFile]) -> bool:
-    """Whether the build in ``root`` was asked for with this profile, seed and source pool (so only the
-    planner's code can have changed what it holds)."""
+def _same_request(root: Path, benchmark: str, profile: str, seed: int, rows: Sequence[SourceFile]) -> bool:
+    """Whether the build in ``root`` was asked for with this benchmark, profile, seed and source pool (so
+    only the planner's code can have changed what it holds). Builds from before benchmarks had names
+    were all DAVR-mini."""
     try:
         build = json.loads((root / "build.json").read_text(encoding="utf-8"))
         built_rows = read_manifest(root / "sources.csv")
@@ -613,14 +668,19 @@ def _same_request(root: Path, profile: str, seed: int, rows: Sequence[SourceFile
 
     def key(r: SourceFile) -> tuple:
         return (r.track, r.path, r.sha256, r.excluded)
-    return build.get("profile") == profile and build.get("seed") == seed and sorted(map(key, built_rows)) == sorted(map(key, rows))
+    same = (build.get("benchmark", "davr-mini"), build.get("profile"), build.get("seed")) == (benchmark, profile, seed)
+    return same and sorted(map(key, built_rows)) == sorted(map(key, rows))
 
 
-def load_davr_mini(root: str | Path | None = None, profile: str = "ci") -> Benchmark:
-    """The :class:`Benchmark` of a built DAVR-mini (default ``data_root()/davr-mini/<profile>``)."""
-    root = Path(root) if root is not None else data_root() / "davr-mini" / profile
+def load_davr_mini(root: str | Path | None = None, profile: str = "ci", benchmark: str = "davr-mini") -> Benchmark:
+    """The :class:`Benchmark` of a built ``benchmark`` (default ``data_root()/<benchmark>/<profile>``)."""
+    recipe = benchmark_recipe(benchmark)
+    root = Path(root) if root is not None else data_root() / recipe.name / profile
     if not (root / "annotation.json").is_file():
-        raise SourcePoolError(f"{root}: no DAVR-mini here; build it with `ausil-lite build-benchmark --profile {profile}`")
+        raise SourcePoolError(
+            f"{root}: no {recipe.title} here; build it with "
+            f"`ausil-lite build-benchmark --benchmark {recipe.name} --profile {profile}`"
+        )
     annotations = read_annotation_json(root / "annotation.json")
     queries = [vid for vid, _ in read_video_list(root / "queries.txt")]
     database = [vid for vid, _ in read_video_list(root / "database.txt")]
@@ -633,4 +693,4 @@ def load_davr_mini(root: str | Path | None = None, profile: str = "ci") -> Bench
     leaked = used & {vid for vid, _ in read_video_list(root / "train.txt")}
     if leaked:
         raise SourcePoolError(f"{root}: training tracks also feed the benchmark: {sorted(leaked)[:5]}")
-    return Benchmark("DAVR-mini", annotations, queries, database, paths, table)
+    return Benchmark(recipe.title, annotations, queries, database, paths, table)

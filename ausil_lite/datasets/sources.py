@@ -1,4 +1,4 @@
-"""The source pool of DAVR-mini: real recordings from Debian packages, or any folder of audio/video files.
+"""The source pools of the built benchmarks: real recordings from Debian packages, or any folder of audio/video files.
 
 A *track* is the unit of provenance and of the train/evaluation split: one music file, or a run of
 consecutive speech prompts joined into a 20-60 s clip (the Asterisk prompts last ~1.4 s each). The
@@ -7,6 +7,12 @@ licence, absolute path, sha256, duration (s, decoded), sample rate (Hz), channel
 (empty when usable). The builder checks installed files against it so a benchmark is never silently
 built from different recordings.
 
+A :class:`SourceSet` names the packages of one benchmark and the manifest that pins their files:
+``davr-mini`` (the four packages DAVR-mini splits into training and evaluation tracks) and ``davr-unseen``
+(three packages that no training code reads, for evaluating a model on audio it never heard,
+``data_manifests/davr_unseen_sources.csv``). Packages of :data:`RESERVED_PACKAGES` are kept for an
+independent evaluation of the released model: no source set, scan or build may use them.
+
 :func:`read_window` decodes only the requested stretch of a file (seeking, with one second of
 pre-roll so codecs converge) and returns mono float32 at 44.1 kHz.
 """
@@ -14,6 +20,7 @@ pre-roll so codecs converge) and returns mono float32 at 44.1 kHz.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
 import shutil
 import subprocess
@@ -25,11 +32,19 @@ import av
 import numpy as np
 
 from ausil_lite.audio import SAMPLE_RATE, decode_audio, resample
+from ausil_lite.datasets.archive_members import member_paths, open_recording, recording_digest, recording_exists
 from ausil_lite.digests import file_digest
 from ausil_lite.errors import InputError
 from ausil_lite.paths import REPO_ROOT
 
 MANIFEST = REPO_ROOT / "data_manifests" / "davr_mini_sources.csv"
+UNSEEN_MANIFEST = REPO_ROOT / "data_manifests" / "davr_unseen_sources.csv"
+RESERVED_PACKAGES = (
+    "hyperrogue-music", "drascula-music", "colobot-common-sounds", "asterisk-core-sounds-fr*",
+    "asterisk-core-sounds-es*",
+)
+"""Debian packages (shell patterns) kept for an independent evaluation of the released model: never for
+training, tuning or choosing settings, so never in a source pool either."""
 MANIFEST_COLUMNS = (
     "track", "package", "version", "licence", "kind", "path", "sha256", "duration_s", "sample_rate", "channels", "excluded",
 )
@@ -50,6 +65,16 @@ class SourcePoolError(InputError, ValueError):
     """Missing, changed or unusable source recordings; the message names the files."""
 
 
+def refuse_reserved(packages: Iterable[str]) -> None:
+    """Raises :class:`SourcePoolError` naming every package of :data:`RESERVED_PACKAGES` in ``packages``."""
+    reserved = sorted({p for p in packages if any(fnmatch.fnmatchcase(p, pattern) for pattern in RESERVED_PACKAGES)})
+    if reserved:
+        raise SourcePoolError(
+            f"{', '.join(reserved)}: reserved for an independent evaluation of the released model "
+            f"(never for training, tuning or choosing settings); remove it from the source pool"
+        )
+
+
 @dataclass(frozen=True)
 class PackageSpec:
     """Where one Debian package's recordings are and how to read them."""
@@ -61,6 +86,10 @@ class PackageSpec:
     licence: str
     licence_by_prefix: tuple[tuple[str, str], ...] = ()  # (path part, licence) overrides
     excluded: tuple[tuple[str, str], ...] = ()  # (path part, reason)
+    archives: tuple[str, ...] = ()  # zip suffixes (".pk3") whose members with ``suffixes`` are recordings
+
+    def __post_init__(self) -> None:
+        refuse_reserved([self.package])
 
 
 DEFAULT_PACKAGES: tuple[PackageSpec, ...] = (
@@ -84,6 +113,24 @@ DEFAULT_PACKAGES: tuple[PackageSpec, ...] = (
         "asterisk-core-sounds-en-wav", "speech",
         ("/usr/share/asterisk/sounds/en_US_f_Allison", "/usr/share/asterisk/sounds/en"), (".wav",), "CC-BY-SA-3.0",
         excluded=(("/silence/", "silent"),),
+    ),
+)
+
+
+UNSEEN_PACKAGES: tuple[PackageSpec, ...] = (
+    PackageSpec(
+        "nexuiz-music", "music", ("/usr/share/games/nexuiz/data",), (".ogg",), "GPL-2+", archives=(".pk3",),
+        excluded=(
+            ("/sixtyfour_revisited.ogg", "a remake of sixtyfour_.ogg: a hidden duplicate"),
+            # 3-s stretches correlate 0.84-0.96 (waveform, 4 kHz) with sixtyfour_revisited, breakdown-easy and
+            # neuronal-diving: shared samples, so a negative cut from one could hold a query's audio
+            ("/infight.ogg", "shares stretches of audio with other tracks: a hidden duplicate"),
+        ),
+    ),
+    PackageSpec("planetblupi-music-ogg", "music", ("/usr/share/planetblupi/music",), (".ogg",), "GPL-3+"),
+    PackageSpec(
+        "asterisk-core-sounds-ru-wav", "speech", ("/usr/share/asterisk/sounds/ru_RU_f_IvrvoiceRU",), (".wav",),
+        "CC-BY-3.0", excluded=(("/silence/", "silent"),),
     ),
 )
 
@@ -181,16 +228,16 @@ def _decode_span(container, stream, seek_s: float, first: int, last: int) -> tup
 
 def read_window(path: str | Path, start_s: float, duration_s: float, rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode ``duration_s`` seconds from ``start_s`` of the first audio stream, mono, at ``rate`` Hz.
+    ``path`` may address an archive member (``<archive>!/<member>``).
 
     Seeks to one second before ``start_s`` (so Vorbis/Opus state converges), then cuts by timestamps;
     if the demuxer seeks past the target it starts again from the beginning.
     """
-    path = Path(path)
-    if not path.is_file():
+    if not recording_exists(path):
         raise SourcePoolError(f"{path}: source file not found")
     if start_s < 0 or duration_s <= 0:
         raise ValueError(f"window must have start >= 0 and duration > 0, got {start_s}, {duration_s}")
-    with av.open(str(path), metadata_errors="replace") as container:
+    with open_recording(path) as source, av.open(source, metadata_errors="replace") as container:
         if not container.streams.audio:
             raise SourcePoolError(f"{path}: no audio stream")
         stream = container.streams.audio[0]
@@ -216,22 +263,27 @@ def package_version(package: str) -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
-def package_files(spec: PackageSpec) -> list[Path]:
-    """The package's recordings, sorted: from ``dpkg -L`` when available, else from its known folders."""
+def package_files(spec: PackageSpec) -> list[str]:
+    """The package's recordings, sorted: from ``dpkg -L`` when available, else from its known folders;
+    members of its archives are addressed as ``<archive>!/<member>``."""
+    wanted = spec.suffixes + spec.archives
     files: list[Path] = []
     if shutil.which("dpkg-query") is not None:
         out = subprocess.run(["dpkg-query", "-L", spec.package], capture_output=True, text=True)
         if out.returncode == 0:
-            files = [Path(line) for line in out.stdout.splitlines() if line.endswith(spec.suffixes)]
+            files = [Path(line) for line in out.stdout.splitlines() if line.endswith(wanted)]
     if not files:
         for root in spec.roots:
-            files += [p for p in Path(root).rglob("*") if p.suffix in spec.suffixes]
-    return sorted({p for p in files if p.is_file()})
+            files += [p for p in Path(root).rglob("*") if p.suffix in wanted]
+    paths: set[str] = set()
+    for p in (p for p in files if p.is_file()):
+        paths.update(member_paths(p, spec.suffixes) if p.name.endswith(spec.archives) else [str(p)])
+    return sorted(paths)
 
 
-def probe_file(path: Path) -> tuple[float, int, int]:
+def probe_file(path: str | Path) -> tuple[float, int, int]:
     """(duration in s, sample rate in Hz, channels) by decoding the whole audio stream."""
-    with av.open(str(path), metadata_errors="replace") as container:
+    with open_recording(path) as source, av.open(source, metadata_errors="replace") as container:
         if not container.streams.audio:
             raise SourcePoolError(f"{path}: no audio stream")
         stream = container.streams.audio[0]
@@ -254,7 +306,7 @@ def scan_package(spec: PackageSpec) -> list[SourceFile]:
     version = package_version(spec.package)
     rows = []
     for path in paths:
-        excluded = _match(str(path), spec.excluded)
+        excluded = _match(path, spec.excluded)
         try:
             duration, rate, channels = probe_file(path)
         except (av.error.FFmpegError, SourcePoolError) as exc:  # some game files are malformed
@@ -264,8 +316,8 @@ def scan_package(spec: PackageSpec) -> list[SourceFile]:
         rows.append(
             SourceFile(
                 track="", package=spec.package, version=version,
-                licence=_match(str(path), spec.licence_by_prefix) or spec.licence, kind=spec.kind,
-                path=str(path), sha256=file_digest(path), duration_s=duration, sample_rate=rate,
+                licence=_match(path, spec.licence_by_prefix) or spec.licence, kind=spec.kind,
+                path=path, sha256=recording_digest(path), duration_s=duration, sample_rate=rate,
                 channels=channels, excluded=excluded,
             )
         )
@@ -386,9 +438,9 @@ def verify_files(rows: Iterable[SourceFile]) -> None:
     for row in rows:
         if row.excluded:
             continue
-        if not Path(row.path).is_file():
+        if not recording_exists(row.path):
             missing.append(row.path)
-        elif file_digest(row.path) != row.sha256:
+        elif recording_digest(row.path) != row.sha256:
             changed.append(row.path)
     problems = []
     if missing:
@@ -402,10 +454,26 @@ def verify_files(rows: Iterable[SourceFile]) -> None:
         raise SourcePoolError("source pool does not match its manifest: " + "; ".join(problems))
 
 
-def default_pool_rows(rescan: bool = False, manifest: str | Path = MANIFEST) -> list[SourceFile]:
-    """Rows of the Debian pool: the committed manifest (checked against the installed files), or a rescan."""
-    if rescan:
-        return [row for spec in DEFAULT_PACKAGES for row in scan_package(spec)]
-    rows = read_manifest(manifest)
-    verify_files(rows)
-    return rows
+@dataclass(frozen=True)
+class SourceSet:
+    """The Debian packages of one benchmark and the committed manifest that pins their files."""
+
+    name: str
+    packages: tuple[PackageSpec, ...]
+    manifest: Path
+
+    def rows(self, rescan: bool = False) -> list[SourceFile]:
+        """The manifest's rows (checked against the installed files), or a rescan of the installed packages."""
+        if rescan:
+            return [row for spec in self.packages for row in scan_package(spec)]
+        rows = read_manifest(self.manifest)
+        refuse_reserved({r.package for r in rows})
+        verify_files(rows)
+        return rows
+
+
+SOURCE_SETS: dict[str, SourceSet] = {
+    "davr-mini": SourceSet("davr-mini", DEFAULT_PACKAGES, MANIFEST),
+    "davr-unseen": SourceSet("davr-unseen", UNSEEN_PACKAGES, UNSEEN_MANIFEST),
+}
+

@@ -23,6 +23,7 @@ import numpy as np
 
 from ausil_lite.audio import SAMPLE_RATE
 from ausil_lite.datasets import transforms as T
+from ausil_lite.datasets.archive_members import recording_exists
 from ausil_lite.datasets.sources import SourcePoolError, read_window
 
 
@@ -61,9 +62,9 @@ class TrainingPool:
             rows = list(csv.DictReader(fh))
         tracks = []
         for row in rows:
-            path = Path(row["path"])
+            path = Path(row["path"])  # may address an archive member: <archive>!/<member>
             path = path if path.is_absolute() else Path(root) / path
-            if not path.is_file():
+            if not recording_exists(path):
                 raise SourcePoolError(f"{table}: training track {row['id']} missing at {path}")
             tracks.append(TrainingTrack(row["id"], path, float(row["duration_s"])))
         return cls(tracks)

@@ -57,7 +57,7 @@ def test_manifest_round_trips(tmp_path):
     assert sorted(again, key=lambda r: (r.track, r.path)) == sorted(rows, key=lambda r: (r.track, r.path))
 
 
-def test_archive_members_are_unpacked_scanned_and_built_into_a_pool(tmp_path, monkeypatch):
+def test_archive_members_are_scanned_and_built_into_a_pool(tmp_path, monkeypatch):
     songs = tmp_path / "songs"
     songs.mkdir()
     archive = tmp_path / "music.pk3"
@@ -65,22 +65,22 @@ def test_archive_members_are_unpacked_scanned_and_built_into_a_pool(tmp_path, mo
         for name, freq in (("a", 300.0), ("b", 500.0)):
             z.write(write_media(songs / f"{name}.ogg", tone(22.0, 44_100, freq), 44_100), f"music/{name}.ogg")
         z.writestr("music/readme.txt", "not audio")
-    spec = C.ArchiveSpec("some-music", str(archive), (".ogg",), "GPL-2+")
-    root = tmp_path / "corpus"
-    rows = C.scan_archive(spec, root)
+    spec = S.PackageSpec("some-music", "music", (str(tmp_path),), (".ogg",), "GPL-2+", archives=(".pk3",))
+    monkeypatch.setattr(S.shutil, "which", lambda name: None)  # no dpkg: read the folder
+    rows = [r for r in S.scan_package(spec) if "!/" in r.path]
     assert [r.track for r in rows] == ["some-music:a", "some-music:b"]
-    assert all(r.path.startswith(f"{archive}!music/") and not r.excluded for r in rows)
+    assert all(r.path.startswith(f"{archive}!/music/") and not r.excluded for r in rows)
     assert rows[0].sha256 == file_digest(songs / "a.ogg")
 
-    manifest = S.write_manifest(rows, tmp_path / "corpus.csv")
-    monkeypatch.setattr(C, "ARCHIVES", (spec,))
-    summary = C.build_corpus(root, manifest)
+    root = tmp_path / "corpus"
+    summary = C.build_corpus(root, S.write_manifest(rows, tmp_path / "corpus.csv"))
     assert summary.tracks == 2 and summary.hours == pytest.approx(44.0 / 3600, abs=0.01)
     pool = TrainingPool.from_benchmark(root)
     assert pool.ids == ["some-music:a", "some-music:b"]
+    assert pool.draw_clip(np.random.default_rng(0), 5.0).samples.size == 5 * 44_100
 
     changed = [replace(rows[0], sha256="1" * 64), rows[1]]
-    with pytest.raises(C.CorpusError, match="differ"):
+    with pytest.raises(S.SourcePoolError, match="differ"):
         C.build_corpus(root, S.write_manifest(changed, tmp_path / "changed.csv"))
 
 

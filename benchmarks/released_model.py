@@ -1,0 +1,149 @@
+"""The released model on audio it never trained on: DAVR-unseen, every method, per family, and the targets.
+
+    python benchmarks/released_model.py [--version ausil-lite-v1] [--ci-models DATA/models/ci] [--write-card]
+
+Builds DAVR-unseen (profile ci: 100 queries, 1,200 videos from packages outside the training corpus) when it is
+not built yet, extracts its descriptors with the released model and with the random backbone (and with the
+study's ci self-supervised backbone when that run is on this machine), plays every query at the 11 speeds of
+``query --speeds 10``, scores every method of the results chapters (:mod:`ausil_lite.method_scores`), and prints
+
+* one row per method: mAP (FIVR protocol, ``keep``), speed-changed mAP, and mAP per transformation family;
+* the targets: the released model with speed hypotheses at mAP >= 0.97, at least every baseline on every family,
+  and >= 0.95 on speed-changed duplicates.
+
+Everything it computes stays under the data root and is reused on a rerun (feature stores resume, similarity files
+are kept until their inputs change). ``--write-card`` also writes the table into the released model's card folder
+(``ausil_lite/models/<version>/card/evaluation.csv``), which the book's model card chapter reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from ausil_lite.breakdown import breakdown_table
+from ausil_lite.config import git_commit
+from ausil_lite.datasets.davr_mini import BuildRequest, load_davr_mini
+from ausil_lite.evaluation import evaluate_benchmark
+from ausil_lite.features import ExtractionConfig
+from ausil_lite.method_scores import SPEEDS_SUFFIX, Method, score_method
+from ausil_lite.models.released import RELEASED_VERSION, version_dir
+from ausil_lite.paths import data_root
+from ausil_lite.results_chapters import speed_changed_maps, target_checks
+from ausil_lite.speeds import extract_speed_variants, model_variant_penalty, speed_grid
+from ausil_lite.store import FeatureStore, extract_videos
+
+TARGETS = {"overall": 0.97, "speed": 0.95}
+SPEEDS_PER_OCTAVE = 10
+
+
+def extract(bench, folder: Path, extraction: ExtractionConfig, speeds: bool) -> tuple[Path, Path | None]:
+    """The benchmark's descriptors (and its queries' speed variants) in ``folder``; resumable."""
+    store = FeatureStore(folder)
+    summary = extract_videos(bench.videos(), store, extraction, workers=1, retry_failed=True, progress=True)
+    print(f"{folder.name}: {summary}", flush=True)
+    if not speeds:
+        return folder, None
+    variants = folder.with_name(folder.name + SPEEDS_SUFFIX)
+    extract_speed_variants(bench.videos(bench.query_ids), FeatureStore(variants), extraction,
+                           speed_grid(SPEEDS_PER_OCTAVE), progress=True)
+    return folder, variants
+
+
+def ausil_methods(name: str, store: Path, variants: Path | None, model_dir: Path, backbone: str) -> list[Method]:
+    methods = [Method(f"ausil-{name}", "ausil", backbone, str(store), str(model_dir))]
+    if variants is not None:
+        methods.append(Method(f"ausil-{name}{SPEEDS_SUFFIX}", "ausil", backbone, str(store), str(model_dir),
+                              speeds_dir=str(variants), variant_penalty=model_variant_penalty(model_dir)))
+    return methods
+
+
+def ci_model(models: Path) -> tuple[ExtractionConfig, Path] | None:
+    """The study's ci AuSiL model on its self-supervised backbone, when that run is on this machine."""
+    model_dir = models / "ausil-selfsup"
+    record = model_dir / "config.json"
+    if not record.is_file():
+        return None
+    extraction = json.loads(record.read_text(encoding="utf-8")).get("data", {}).get("extraction", {})
+    if not extraction.get("weights") or not Path(extraction["weights"]).is_file():
+        return None
+    return ExtractionConfig(backbone="selfsup", weights=extraction["weights"], seed=extraction.get("seed", 0)), model_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--version", default=RELEASED_VERSION)
+    parser.add_argument("--profile", default="ci", help="DAVR-unseen size (default ci: 100 queries)")
+    parser.add_argument("--benchmark-dir", type=Path, default=None, help="a built DAVR-unseen (default: data root)")
+    parser.add_argument("--ci-models", type=Path, default=data_root() / "models" / "ci",
+                        help="the study's ci models, scored beside the released one when present")
+    parser.add_argument("--media-baselines", default="landmark,chromaprint")
+    parser.add_argument("--write-card", action="store_true", help="write the table into the model's card folder")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    root = args.benchmark_dir or data_root() / "davr-unseen" / args.profile
+    if not (root / "annotation.json").is_file():
+        BuildRequest(profile=args.profile, benchmark="davr-unseen", output=str(root), workers=2).build(progress=True)
+    bench = load_davr_mini(root, args.profile, benchmark="davr-unseen")
+    features = data_root() / "features" / f"davr-unseen-{args.profile}"
+    released = version_dir(args.version)
+
+    methods: list[Method] = []
+    store, variants = extract(bench, features / args.version, ExtractionConfig(backbone="released", model_version=args.version), True)
+    methods += ausil_methods(args.version, store, variants, released, "released")
+    methods.append(Method(f"chamfer-{args.version}", "chamfer", "released", str(store)))
+    if (ci := ci_model(args.ci_models)) is not None:
+        store, variants = extract(bench, features / "ci-selfsup", ci[0], True)
+        methods += ausil_methods("ci", store, variants, ci[1], "selfsup")
+    else:
+        print(f"no ci study model under {args.ci_models}: scoring the released model without it", flush=True)
+    store, _ = extract(bench, features / "random", ExtractionConfig(backbone="random", seed=0), False)
+    methods += [Method("chamfer-random", "chamfer", "random", str(store)), Method("pooled-random", "pooled", "random", str(store))]
+    methods += [Method(kind, kind, cache_dir=str(data_root() / "cache" / kind))
+                for kind in args.media_baselines.split(",") if kind]
+
+    output = data_root() / "results" / f"davr-unseen-{args.profile}"
+    similarities = {}
+    for method in methods:
+        scored = score_method(method, bench, output / f"{method.name}.json", workers=2)
+        similarities[method.name] = scored.similarities
+        print(f"{method.name}: {'reused' if scored.reused else 'scored'}", flush=True)
+
+    table = breakdown_table(similarities, bench, "family")
+    table.insert(0, "speed-changed", speed_changed_maps(similarities, bench))
+    table.insert(0, "mAP", pd.Series({n: evaluate_benchmark(s, bench).mean_ap for n, s in similarities.items()}))
+    table.index.name = "method"
+    best = f"ausil-{args.version}{SPEEDS_SUFFIX}"
+    baselines = {n: s for n, s in similarities.items() if not n.startswith(("ausil-", "chamfer-ausil"))
+                 and not n.endswith(args.version)}
+    _, targets = target_checks({best: similarities[best], **baselines}, bench, **TARGETS)
+    pd.set_option("display.width", 200)
+    print(f"\nDAVR-unseen {args.profile}: {len(bench.query_ids)} queries, {len(bench.database_ids)} database videos")
+    print(table.round(3).to_string())
+    print(f"\ntargets for {best} (baselines: {', '.join(baselines)}):")
+    print(targets.to_string())
+    if args.write_card:
+        card = released / "card"
+        card.mkdir(exist_ok=True)
+        table.round(4).to_csv(card / "evaluation.csv")
+        targets.to_csv(card / "targets.csv")
+        (card / "evaluation.json").write_text(json.dumps({
+            "benchmark": f"davr-unseen {args.profile}", "queries": len(bench.query_ids),
+            "database": len(bench.database_ids), "duplicate_pairs": sum(len(bench.relevant(q)) for q in bench.query_ids),
+            "variant_penalty": model_variant_penalty(released), "git_commit": git_commit(),
+            "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {card}")
+    print(f"done in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

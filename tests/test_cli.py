@@ -20,7 +20,8 @@ def test_extract_command_over_an_id_path_list(make_media, tmp_path, capsys):
     make_media("b b.webm", noise(2.0, seed=2))
     videos = tmp_path / "videos.txt"
     videos.write_text("a a.mp4\nb " + str(tmp_path / "b b.webm") + "\nc missing.mkv\n")
-    code = main(["extract", "--videos", str(videos), "--output", str(tmp_path / "features"), "--workers", "0"])
+    code = main(["extract", "--videos", str(videos), "--output", str(tmp_path / "features"), "--workers", "0",
+                 "--backbone", "random"])
     assert code == 1  # one video failed
     out = capsys.readouterr().out
     assert "extracted 2" in out and "FAILED c" in out and "missing.mkv" in out

@@ -153,11 +153,11 @@ def load_model(directory: str | Path, device: str | torch.device | None = None) 
     against it first, however it is reached. Float16 files (released models) load as float32.
     """
     directory = Path(directory)
+    if (directory / SUMS_FILE).is_file():
+        verify_sha256sums(directory, (WEIGHTS_FILE, WHITENING_FILE, CONFIG_FILE))
     for name in (WEIGHTS_FILE, WHITENING_FILE, CONFIG_FILE):
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory / name}: missing; not a model directory written by ausil-lite")
-    if (directory / SUMS_FILE).is_file():
-        verify_sha256sums(directory, (WEIGHTS_FILE, WHITENING_FILE, CONFIG_FILE))
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     whitening = PCAWhitening.load(directory / WHITENING_FILE)
     model = AuSiL(whitening)

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def indexed(collection, tmp_path_factory):
     index = tmp_path_factory.mktemp("index") / "idx"
-    code = main(["index", str(collection / "db"), "--index", str(index), "--workers", "0"])
+    code = main(["index", str(collection / "db"), "--index", str(index), "--workers", "0", "--backbone", "random"])
     return collection, index, code
 
 

@@ -36,7 +36,7 @@ def lists(tmp_path):
 def test_chamfer_similarity_round_trips_the_json_format(lists, capsys):
     out = lists / "sims.json"
     code = main(["similarity", "--queries", str(lists / "queries.txt"), "--database", str(lists / "database.txt"),
-                 "--output", str(out), "--device", "cpu"])
+                 "--output", str(out), "--device", "cpu", "--backbone", "random"])
     assert code == 1  # two bad database items were skipped
     err = capsys.readouterr().err
     assert "broken" in err and "absent" in err
@@ -95,7 +95,7 @@ def test_media_paths_are_extracted_on_the_fly(tmp_path):
     (tmp_path / "q.txt").write_text("tone tone.wav\n")
     (tmp_path / "d.txt").write_text("tone tone.wav\nnoise noise.wav\n")
     code = main(["similarity", "--queries", str(tmp_path / "q.txt"), "--database", str(tmp_path / "d.txt"),
-                 "--output", str(tmp_path / "s.json"), "--device", "cpu"])
+                 "--output", str(tmp_path / "s.json"), "--device", "cpu", "--backbone", "random"])
     assert code == 0
     sims = read_similarities(tmp_path / "s.json")["tone"]
     assert sims["tone"] == pytest.approx(1.0, abs=1e-5) and sims["noise"] < sims["tone"]

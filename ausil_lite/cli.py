@@ -7,6 +7,7 @@ import argparse
 import importlib
 import sys
 
+from ausil_lite.commands.model_choice import DEFAULT_HELP
 from ausil_lite.errors import InputError
 
 COMMANDS = [
@@ -23,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ausil-lite",
         description="Duplicate audio video retrieval after AuSiL (ICPR 2020): extract audio descriptors, "
-        "score similarities, evaluate, and search your own collection.",
+        "score similarities, evaluate, and search your own collection. " + DEFAULT_HELP
+        + " A query uses the model its index was built with.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:

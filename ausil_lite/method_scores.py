@@ -62,7 +62,7 @@ from ausil_lite.similarity.model import (
 )
 from ausil_lite.similarity.matrix import pad_sequences
 from ausil_lite.similarity.scoring import chunked
-from ausil_lite.speeds import VARIANT_PENALTY, base_id, best_over_variants
+from ausil_lite.speeds import VARIANT_PENALTY, base_id, best_over_variants, model_variant_penalty
 from ausil_lite.store import FeatureStore
 
 DESCRIPTOR_KINDS = ("ausil", "chamfer", "pooled")
@@ -94,7 +94,8 @@ class Method:
     model_dir: str | None = None  # ausil: the trained model
     cache_dir: str | None = None  # media methods: the fingerprint cache
     speeds_dir: str | None = None  # ausil: a store of the queries' speed variants (ausil_lite.speeds)
-    variant_penalty: float = VARIANT_PENALTY  # with speeds_dir: a variant's score counts this much lower
+    # with speeds_dir: a variant's score counts this much lower (plan_methods: the model's calibrated penalty)
+    variant_penalty: float = VARIANT_PENALTY
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -129,7 +130,7 @@ def store_extraction(store_dir: str | Path) -> ExtractionConfig:
     """The extraction config a feature store was made with (its ``config.json``)."""
     path = Path(store_dir) / "config.json"
     stored = json.loads(path.read_text(encoding="utf-8"))["config"]
-    return config_from_dict(ExtractionConfig, {k: v for k, v in stored.items() if k in ("backbone", "weights", "seed", "batch_size")})
+    return config_from_dict(ExtractionConfig, {k: v for k, v in stored.items() if k in ("backbone", "weights", "seed", "batch_size", "model_version")})
 
 
 def _same_descriptors(model_dir: Path, store_dir: Path) -> str | None:
@@ -138,7 +139,8 @@ def _same_descriptors(model_dir: Path, store_dir: Path) -> str | None:
     if not recorded:
         return None  # the model does not record its data: nothing to check against
     store = dataclasses.asdict(store_extraction(store_dir))
-    differ = {k: (recorded.get(k), store[k]) for k in ("backbone", "weights", "seed") if recorded.get(k) != store[k]}
+    differ = {k: (recorded.get(k), store[k]) for k in ("backbone", "weights", "seed", "model_version")
+              if recorded.get(k) != store[k]}
     if differ:
         return f"model {model_dir} was trained on other descriptors than {store_dir} holds: {differ}"
     return None
@@ -190,7 +192,8 @@ def plan_methods(
                     plan.unavailable[f"{names[0]}{SPEEDS_SUFFIX}"] = f"{speeds_dir} was made with another backbone than {store_dir}"
                 else:
                     plan.methods.append(Method(f"{names[0]}{SPEEDS_SUFFIX}", "ausil", backbone, str(store_dir),
-                                               str(model_dir), speeds_dir=str(speeds_dir)))
+                                               str(model_dir), speeds_dir=str(speeds_dir),
+                                               variant_penalty=model_variant_penalty(model_dir)))
         for kind, name in zip(DESCRIPTOR_KINDS[1:], names[1:]):
             plan.methods.append(Method(name, kind, backbone, str(store_dir)))
     for kind in media_baselines:

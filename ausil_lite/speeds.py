@@ -26,9 +26,11 @@ from tqdm import tqdm
 
 from ausil_lite.audio import SAMPLE_RATE, load_audio, peak_normalise
 from ausil_lite.datasets.transforms import apply_speed
-from ausil_lite.errors import AudioError
+from ausil_lite.errors import AudioError, InputError
 from ausil_lite.features import ExtractionConfig, FeatureExtractor
+from ausil_lite.similarity.model import CONFIG_FILE, read_provenance
 from ausil_lite.store import ExtractionSummary, FeatureStore
+from ausil_lite.training import TripletSource
 
 SPEED_RANGE = (0.7, 1.4)
 """Slowest and fastest playback covered: the paper's range."""
@@ -46,7 +48,19 @@ this from its matching variant. Swept on that benchmark (ausil-selfsup, 11 speed
 the book says): 0 -> telephone, crop, tempo 0.955, overall 0.986; 0.05-0.3 -> every one of them 1.000,
 overall 0.988-0.990; 0.4-0.6 -> combinations 1.000 too, overall 0.991; speed-changed 1.000 for every
 value up to 0.6, 0.846 without variants. 0.3 sits inside the plateau, not at its edge.
+
+That is 0.3 in similarity units, on a model whose duplicates score near 1 and non-duplicates near 0. A
+model whose scores sit at 0.3-0.5 would have every variant match erased by it, so a model can record
+its own penalty, calibrated on its training data (:func:`calibrate_variant_penalty`); this value is
+for models that record none, and for chamfer similarity.
 """
+
+PENALTY_FRACTION = 0.3
+"""A calibrated penalty is this fraction of the model's duplicate-vs-non-duplicate score gap: on the
+scale :data:`VARIANT_PENALTY` was chosen at (a gap of about 1) it gives that same 0.3."""
+
+PENALTY_KEY = "variant_penalty"
+"""The key of a model folder's ``config.json`` that holds its calibrated penalty."""
 
 
 def speed_grid(per_octave: int = 10, low: float = SPEED_RANGE[0], high: float = SPEED_RANGE[1]) -> tuple[float, ...]:
@@ -146,3 +160,59 @@ def grid_label(factors: Iterable[float]) -> str:
     """``"11 speeds, 0.707x-1.414x"``: how a results table names a grid."""
     factors = sorted(factors)
     return f"{len(factors)} speeds, {factors[0]:g}x-{factors[-1]:g}x"
+
+
+def calibrate_variant_penalty(
+    scorer,
+    source: TripletSource,
+    fraction: float = PENALTY_FRACTION,
+    negatives_per_anchor: int = 8,
+    max_pairs: int = 256,
+    seed: int = 0,
+) -> float:
+    """The variant penalty for ``scorer``: ``fraction`` of the gap between its median score of
+    duplicates and of non-duplicates on training data ``source``.
+
+    Duplicates are the source's (anchor, positive) pairs, non-duplicates each anchor against up to
+    ``negatives_per_anchor`` of the negatives it may meet (another recording), drawn with ``seed``;
+    at most ``max_pairs`` pairs, drawn alike, bound the cost. Medians, so a few hard pairs do not move
+    it. ``scorer`` answers ``prepare(descriptors, role)`` and ``score_many`` (an AuSiL model or chamfer).
+    Raises ``ValueError`` when duplicates do not score above non-duplicates: no penalty means anything then.
+    """
+    if not 0 < fraction <= 1 or negatives_per_anchor < 1 or max_pairs < 1:
+        raise ValueError(f"need 0 < fraction <= 1 and positive counts, got {fraction}, {negatives_per_anchor}, {max_pairs}")
+    rng = np.random.default_rng(seed)
+    allowed = source.allowed_negatives()
+    prepared_negatives: dict[int, object] = {}
+    duplicates, others = [], []
+    for i in np.sort(rng.permutation(len(source.pairs))[:max_pairs]):
+        anchor, positive = source.pairs[i]
+        query = scorer.prepare(anchor, "query")
+        duplicates.append(float(scorer.score_many(query, [scorer.prepare(positive, "database")])[0]))
+        choices = np.flatnonzero(allowed[i])
+        picks = rng.choice(choices, size=min(negatives_per_anchor, len(choices)), replace=False) if len(choices) else []
+        for j in picks:
+            if j not in prepared_negatives:
+                prepared_negatives[j] = scorer.prepare(source.negatives[j], "database")
+        if len(picks):
+            others.extend(map(float, scorer.score_many(query, [prepared_negatives[j] for j in picks])))
+    if not others:
+        raise ValueError("no anchor of the source may meet any negative: nothing to measure non-duplicates on")
+    gap = float(np.median(duplicates) - np.median(others))
+    if gap <= 0:
+        raise ValueError(f"duplicates score no higher than non-duplicates (median {np.median(duplicates):.4f} vs "
+                         f"{np.median(others):.4f}): this model cannot be calibrated")
+    return round(fraction * gap, 4)
+
+
+def model_variant_penalty(model_dir: str | Path | None) -> float:
+    """The penalty a model folder records in its ``config.json`` (:data:`PENALTY_KEY`), else
+    :data:`VARIANT_PENALTY` (and for ``None``: chamfer similarity, no model)."""
+    if model_dir is None:
+        return VARIANT_PENALTY
+    value = read_provenance(model_dir).get(PENALTY_KEY)
+    if value is None:
+        return VARIANT_PENALTY
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 2:
+        raise InputError(f"{Path(model_dir) / CONFIG_FILE}: {PENALTY_KEY} must be a number in [0, 2), got {value!r}")
+    return float(value)

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from ausil_lite.audio import SAMPLE_RATE, load_audio
 from ausil_lite.config import provenance
 from ausil_lite.errors import AudioError, InputError
-from ausil_lite.features import ExtractionConfig, FeatureExtractor
+from ausil_lite.features import ExtractionConfig, FeatureExtractor, describe_extraction
 
 INDEX_COLUMNS = ["id", "source", "duration", "segments", "status", "error"]
 DONE = ("ok", "partial")
@@ -85,7 +85,8 @@ class FeatureStore:
         stored = json.loads(self.config_path.read_text())["config"]
         comparable = {k: v for k, v in wanted.items() if k not in ("device", "batch_size")}
         if any(stored.get(k) != v for k, v in comparable.items()):
-            return f"{self.root}: made with {stored}, asked for {wanted}"
+            return (f"{self.root}: made with {describe_extraction(stored)}, asked for {describe_extraction(wanted)} "
+                    f"(stored {stored}, asked {wanted})")
         return None
 
     def bind(self, config: ExtractionConfig) -> None:

@@ -26,3 +26,40 @@ def make_media(tmp_path):
         return write_media(tmp_path / name, samples, rate, **kwargs)
 
     return _make
+
+
+@pytest.fixture(scope="session")
+def exported_release(tmp_path_factory):
+    """A tiny released model, exported as the real one is: a seeded random backbone and an untrained AuSiL
+    network on a 32-wide whitening, cut to 16 components, with a recorded variant penalty of 0.12.
+    Returns its version folder; the sources sit beside it (``../../backbone.pt``, ``../../ausil``)."""
+    import torch
+
+    from ausil_lite.backbone import MAC_DIM, KumarCNN
+    from ausil_lite.features import ExtractionConfig, FeatureExtractor
+    from ausil_lite.models.export import export_released_model
+    from ausil_lite.models.released import RELEASED_VERSION
+    from ausil_lite.similarity.model import AuSiL
+    from ausil_lite.whitening import PCAWhitening
+
+    root = tmp_path_factory.mktemp("release")
+    torch.manual_seed(0)
+    torch.save(KumarCNN().state_dict(), root / "backbone.pt")
+    # the whitening's mean from the backbone's own descriptors (so embeddings tell clips apart), a random projection
+    extractor = FeatureExtractor(ExtractionConfig(backbone="selfsup", weights=str(root / "backbone.pt"), device="cpu"))
+    descriptors = extractor.from_waveform(tone(440, 6.0) + noise(6.0, seed=5) + tone(1500, 6.0, amplitude=0.2))
+    mean = (descriptors / np.linalg.norm(descriptors, axis=1, keepdims=True)).mean(axis=0)
+    projection = np.random.default_rng(0).standard_normal((MAC_DIM, 32))
+    AuSiL(PCAWhitening(torch.tensor(mean), torch.tensor(projection))).save(
+        root / "ausil", {"config": {}, "seed": 0, "variant_penalty": 0.12})
+    return export_released_model(root / "backbone.pt", root / "ausil", root / "models" / RELEASED_VERSION,
+                                 RELEASED_VERSION, 16, {"training_data": "tests"})
+
+
+@pytest.fixture
+def released_model(exported_release, monkeypatch):
+    """Make :func:`exported_release` the package's released model for one test (the one switch tests use)."""
+    from ausil_lite.models import released
+
+    monkeypatch.setattr(released, "MODELS_ROOT", exported_release.parent)
+    return exported_release

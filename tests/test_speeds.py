@@ -10,8 +10,21 @@ from ausil_lite.datasets.transforms import apply_speed
 from ausil_lite.features import ExtractionConfig, FeatureExtractor
 from ausil_lite.method_scores import plan_methods, score_method, variant_similarities
 from ausil_lite.similarity.model import load_model
-from ausil_lite.speeds import VARIANT_PENALTY, base_id, best_over_variants, extract_speed_variants, speed_grid, variant_id, variants_of
+from ausil_lite.errors import InputError
+from ausil_lite.speeds import (
+    PENALTY_FRACTION,
+    VARIANT_PENALTY,
+    base_id,
+    best_over_variants,
+    calibrate_variant_penalty,
+    extract_speed_variants,
+    model_variant_penalty,
+    speed_grid,
+    variant_id,
+    variants_of,
+)
 from ausil_lite.store import FeatureStore
+from ausil_lite.training import TripletSource
 
 from test_method_scores import fake_store, noise, save_model, toy_benchmark
 
@@ -97,3 +110,59 @@ def test_speeds_store_of_another_backbone_is_refused(tmp_path):
     FeatureStore(features / "random-speeds").bind(ExtractionConfig(seed=4))
     plan = plan_methods(features, tmp_path / "models", tmp_path / "cache", toy_benchmark(), media_baselines=())
     assert "another backbone" in plan.unavailable["ausil-random-speeds"]
+
+
+class GapScorer:
+    """Scores 'duplicate' when two videos share their first value (a recording id), else 'other'."""
+
+    name = "gap"
+
+    def __init__(self, duplicate: float, other: float):
+        self.duplicate, self.other = duplicate, other
+
+    def prepare(self, descriptors, role):
+        return descriptors
+
+    def score_many(self, query, candidates):
+        return np.array([self.duplicate if c[0, 0] == query[0, 0] else self.other for c in candidates])
+
+
+def recordings(n: int) -> TripletSource:
+    """``n`` pairs of 5-segment videos whose first value names their recording, and ``n`` other recordings."""
+    video = lambda rec: np.full((5, 3), float(rec), dtype=np.float32)  # noqa: E731
+    return TripletSource([(video(i), video(i)) for i in range(n)], [video(100 + i) for i in range(n)])
+
+
+def test_calibrated_penalty_is_a_fixed_fraction_of_the_duplicate_gap():
+    # on the scale the fixed 0.3 was chosen at it gives 0.3; where scores sit at 0.3-0.5 it shrinks with the gap
+    assert calibrate_variant_penalty(GapScorer(1.0, 0.0), recordings(6)) == pytest.approx(VARIANT_PENALTY)
+    assert calibrate_variant_penalty(GapScorer(0.5, 0.3), recordings(6)) == pytest.approx(PENALTY_FRACTION * 0.2)
+    assert calibrate_variant_penalty(GapScorer(0.5, 0.3), recordings(6), fraction=0.5) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="cannot be calibrated"):
+        calibrate_variant_penalty(GapScorer(0.3, 0.4), recordings(6))
+
+
+def test_calibration_skips_negatives_an_anchor_may_not_meet_and_bounds_its_cost():
+    calls = []
+    scorer = GapScorer(0.8, 0.2)
+    scorer.score_many = lambda q, c, f=scorer.score_many: calls.append(len(c)) or f(q, c)
+    source = recordings(10)
+    assert calibrate_variant_penalty(scorer, source, negatives_per_anchor=3, max_pairs=4) == pytest.approx(0.18)
+    assert calls == [1, 3] * 4  # each drawn pair: its positive, then three negatives
+    # the only negatives are the anchors' own recordings (same group): nothing to measure non-duplicates on
+    same = TripletSource(source.pairs[:1], source.negatives[:2], pair_groups=["a"], negative_groups=["a", "a"])
+    with pytest.raises(ValueError, match="no anchor"):
+        calibrate_variant_penalty(scorer, same)
+
+
+def test_a_model_folder_records_its_penalty_or_gets_the_fixed_one(tmp_path):
+    (tmp_path / "calibrated").mkdir()
+    (tmp_path / "calibrated" / "config.json").write_text('{"variant_penalty": 0.07}')
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "config.json").write_text('{"config": {}}')
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text('{"variant_penalty": "high"}')
+    assert model_variant_penalty(tmp_path / "calibrated") == 0.07
+    assert model_variant_penalty(tmp_path / "plain") == model_variant_penalty(None) == VARIANT_PENALTY
+    with pytest.raises(InputError, match="bad/config.json: variant_penalty"):
+        model_variant_penalty(tmp_path / "bad")

@@ -96,3 +96,12 @@ def test_a_source_changed_after_extraction_is_extracted_again(videos, tmp_path):
     assert summary.extracted == 1 and summary.skipped == 1
     assert store.feature_path("v0").stat().st_mtime > old
     assert extract_videos(videos[:2], store, workers=0, progress=False).extracted == 0
+
+
+def test_store_refuses_another_released_model_version_naming_both(tmp_path):
+    store = FeatureStore(tmp_path / "store")
+    store.bind(ExtractionConfig(backbone="released", model_version="ausil-lite-v0"))
+    store.bind(ExtractionConfig(backbone="released", model_version="ausil-lite-v0"))  # the same version joins
+    with pytest.raises(StoreError, match="made with the released model ausil-lite-v0, asked for the released model ausil-lite-v1"):
+        store.bind(ExtractionConfig(backbone="released", model_version="ausil-lite-v1"))
+    assert "asked for the random backbone (seed 0)" in store.mismatch(ExtractionConfig())

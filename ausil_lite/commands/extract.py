@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
-from ausil_lite.features import BACKBONES, ExtractionConfig
+from ausil_lite.commands.model_choice import DEFAULT_HELP, add_backbone_options, extraction_choice, require_model
 from ausil_lite.store import FeatureStore, extract_videos
 from ausil_lite.video_list import read_video_list
 
@@ -16,13 +17,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="extract AuSiL audio descriptors for a list of videos (resumable)",
         description="Decode each video's audio track, compute 2-s segment MAC descriptors and store them "
         "under OUTPUT (features/<id>.npy + index.csv). A rerun skips finished ids; bad files are recorded "
-        "with their reason and the batch goes on. Exit code 0 when every video is stored, 1 when some failed.",
+        "with their reason and the batch goes on. Exit code 0 when every video is stored, 1 when some failed. "
+        + DEFAULT_HELP,
     )
     p.add_argument("--videos", required=True, help="text file of 'id path' lines (the original's format)")
     p.add_argument("--output", required=True, help="feature store folder")
-    p.add_argument("--backbone", choices=BACKBONES, default="random", help="descriptor network (default: random)")
-    p.add_argument("--weights", default=None, help="state-dict file for kumar2018 or selfsup")
-    p.add_argument("--seed", type=int, default=0, help="initialisation seed of the random backbone")
+    add_backbone_options(p)
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: CUDA when available)")
     p.add_argument("--batch-size", type=int, default=64, help="segments per forward pass")
     p.add_argument("--workers", type=int, default=1, help="decoding processes (0: decode in the main process)")
@@ -31,10 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = ExtractionConfig(
-        backbone=args.backbone, weights=args.weights, seed=args.seed, device=args.device, batch_size=args.batch_size
-    )
+    config = dataclasses.replace(extraction_choice(args, device=args.device), batch_size=args.batch_size)
     videos = read_video_list(args.videos)
+    require_model(config)
     summary = extract_videos(videos, FeatureStore(args.output), config, workers=args.workers, retry_failed=args.retry_failed)
     print(summary)
     return 1 if summary.failed else 0

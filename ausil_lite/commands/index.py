@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ausil_lite.features import BACKBONES, ExtractionConfig
+from ausil_lite.commands.model_choice import DEFAULT_HELP, add_backbone_options, extraction_choice, require_model, scoring_model
 from ausil_lite.search.collection import discover
 from ausil_lite.search.distributed import extract_on_cluster
 from ausil_lite.search.index import VIDEOS, current_version, read_manifest, read_videos
@@ -20,20 +20,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Extract descriptors of every media file under PATHS (folders are walked; files are keyed "
         "by path, size and modification time, so unchanged files are skipped and edited ones re-indexed), "
         "then write a new version of the search index in DIR. A crash leaves the previous version in use. "
-        "Files that cannot be decoded are listed with their reason; exit code 1 when there were any.",
+        "Files that cannot be decoded are listed with their reason; exit code 1 when there were any. "
+        + DEFAULT_HELP,
     )
     p.add_argument("paths", nargs="+", type=Path, metavar="PATHS", help="media files or folders")
     p.add_argument("--index", required=True, type=Path, help="index folder (created when missing)")
     p.add_argument("--store", type=Path, default=None, help="feature store folder (default: DIR/features)")
     p.add_argument("--model", type=Path, default=None,
-                   help="trained model folder: its whitening for the index, the network for reranking "
-                   "(default: whitening fitted on the indexed videos, chamfer reranking)")
+                   help="trained model folder: its whitening for the index, the network for reranking (default: the "
+                   "released model with released descriptors; with another --backbone, whitening fitted on the indexed "
+                   "videos and chamfer reranking; an existing index keeps its own)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="Dask scheduler (e.g. tcp://host:8786): extract on its workers instead of here")
-    p.add_argument("--backbone", choices=BACKBONES, default=None,
-                   help="descriptor network for a new store (default: the store's, or random)")
-    p.add_argument("--weights", default=None, help="state-dict file for kumar2018 or selfsup")
-    p.add_argument("--seed", type=int, default=0, help="initialisation seed of the random backbone")
+    add_backbone_options(p, "the store's when it exists, else released")
     p.add_argument("--workers", type=int, default=1, help="local decoding processes (0: in this process)")
     p.add_argument("--retry-failed", action="store_true", help="try again the files that failed before")
     p.add_argument("--rebuild", action="store_true", help="rebuild the whole index (refits the whitening)")
@@ -43,11 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     found = discover(args.paths)
     store = FeatureStore(args.store or args.index / "features")
-    if args.backbone is None and store.config_path.is_file():
-        stored = store_config(store)
-        config = ExtractionConfig(backbone=stored["backbone"], weights=stored["weights"], seed=stored["seed"])
-    else:
-        config = ExtractionConfig(backbone=args.backbone or "random", weights=args.weights, seed=args.seed)
+    given = args.backbone is not None or args.weights is not None
+    config = extraction_choice(args, None if given or not store.config_path.is_file() else store_config(store))
+    require_model(config)
+    model_dir = args.model
+    if model_dir is None and config.backbone == "released" and (args.rebuild or not current_version(args.index)):
+        model_dir = scoring_model(args, config)  # a new index: the released network whitens and reranks
     indexed: dict[str, str] = {}  # id -> source of the current version
     if current_version(args.index):
         folder, _ = read_manifest(args.index, verify="none")
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     status = store.index.set_index("id")[["status", "error"]] if todo else None
     failed = {vid: status.at[vid, "error"] for vid, _ in todo if status.at[vid, "status"] not in DONE} if todo else {}
     ready = [f for f in found.files if f.id in indexed or f.id not in failed]
-    result = update_index(args.index, ready, store, drop=drop, model_dir=args.model, rebuild=args.rebuild)
+    result = update_index(args.index, ready, store, drop=drop, model_dir=model_dir, rebuild=args.rebuild)
     print(result)
     if failed:
         paths = dict(todo)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ausil_lite.errors import InputError
+from ausil_lite.models.released import RELEASED_VERSION
 from ausil_lite.search.index import SearchIndex
 from ausil_lite.search.query import QueryConfig, Searcher, single_threaded
 from ausil_lite.speeds import VARIANT_PENALTY, speed_grid
@@ -18,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="find the indexed videos that share a query's audio, with the aligned time spans",
         description="Extract the query's descriptors (as the index's videos were), fetch candidate videos from the "
         "stage-1 index by segment votes, rerank them (the index's model, or chamfer similarity), and print the "
-        "ranked matches with their score and the aligned span (seconds) in the query and in the match.",
+        "ranked matches with their score and the aligned span (seconds) in the query and in the match. The query is "
+        "extracted and scored with the model the index was built with (by default the released model "
+        f"{RELEASED_VERSION}).",
     )
     p.add_argument("video", type=Path, metavar="VIDEO", help="query media file (or a stored .npy of descriptors)")
     p.add_argument("--index", required=True, type=Path, help="index folder written by `ausil-lite index`")
@@ -27,11 +30,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--candidates", type=int, default=100, help="videos stage 1 passes to reranking (default: 100)")
     p.add_argument("--nprobe", type=int, default=QueryConfig.nprobe,
                    help="inverted lists scanned per segment (large indexes; more: slower, fewer misses)")
-    p.add_argument("--model", type=Path, default=None, help="rerank with this model (default: the index's)")
+    p.add_argument("--model", type=Path, default=None,
+                   help="rerank with this model (default: the index's own: the released model unless the index was built "
+                   "with another)")
     p.add_argument("--speeds", type=int, default=0, metavar="N",
                    help="also search with the query played at 0.7x-1.4x, N steps per octave (10: 11 speeds); finds "
                    "sped-up or slowed-down copies at the cost of extracting the query N+1 times; a match found at another "
-                   f"speed scores {VARIANT_PENALTY} lower (default: 0, off)")
+                   "speed scores the reranking model's calibrated penalty lower "
+                   f"({VARIANT_PENALTY} for chamfer and models that record none) (default: 0, off)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=run)
 

@@ -1,9 +1,11 @@
 """``ausil-lite similarity``: similarities of query videos to database videos, in the original's JSON.
 
 Each list line is ``id path``; the path is a media file (descriptors are extracted on the fly) or a
-stored ``.npy`` feature file. With ``--model`` the trained AuSiL-lite model scores the pairs;
-without, plain chamfer similarity of the descriptors. A bad item is reported with its reason and
-skipped; the exit code is 1 when any was.
+stored ``.npy`` feature file. By default the released model extracts and scores; ``--model`` scores
+with another trained AuSiL-lite model, and another ``--backbone`` without ``--model`` with plain
+chamfer similarity of the descriptors (see :mod:`ausil_lite.commands.model_choice`). ``--speeds``
+adds each query played at other speeds, as ``query --speeds`` does. A bad item is reported with its
+reason and skipped; the exit code is 1 when any was.
 """
 
 from __future__ import annotations
@@ -11,17 +13,21 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from ausil_lite.audio import load_audio
+from ausil_lite.commands.model_choice import DEFAULT_HELP, add_backbone_options, extraction_choice, scoring_model
 from ausil_lite.errors import InputError
 from ausil_lite.evaluation import write_similarities
-from ausil_lite.features import BACKBONES, ExtractionConfig, FeatureExtractor
+from ausil_lite.features import ExtractionConfig, FeatureExtractor, describe_extraction
 from ausil_lite.similarity import ChamferScorer, load_model
-from ausil_lite.similarity.model import read_provenance
+from ausil_lite.similarity.model import MIN_QUERY_SEGMENTS, read_provenance
 from ausil_lite.similarity.scoring import score_database
+from ausil_lite.speeds import VARIANT_PENALTY, best_over_variants, grid_label, model_variant_penalty, played_at, speed_grid, variant_id
 from ausil_lite.video_list import read_video_list
 
 
@@ -43,13 +49,11 @@ def read_descriptors(path: Path, extract: Callable[[Path], np.ndarray]) -> np.nd
 
 
 def extraction_config(args: argparse.Namespace) -> ExtractionConfig:
-    """The backbone for media paths: as given, else as recorded with the model, else random (seed 0)."""
-    recorded = {}
+    """The backbone for media paths: as given, else as recorded with ``--model``, else the released one."""
+    recorded = None
     if args.model is not None and args.backbone is None:
-        recorded = dict(read_provenance(args.model).get("data", {}).get("extraction", {}))
-    given = {k: v for k, v in (("backbone", args.backbone), ("weights", args.weights), ("seed", args.seed)) if v is not None}
-    values = {k: v for k, v in recorded.items() if k in ("backbone", "weights", "seed")} | given
-    return ExtractionConfig(**values, device=args.device)
+        recorded = read_provenance(args.model).get("data", {}).get("extraction")
+    return extraction_choice(args, recorded, args.device)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,49 +62,85 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="similarities of query videos to database videos (JSON, as the original)",
         description="Score every query against every database video and write {query: {video: similarity}} "
         "JSON. Lists hold 'id path' lines; a path is a media file or a stored .npy feature file. Bad items "
-        "are reported and skipped (exit code 1).",
+        "are reported and skipped (exit code 1). " + DEFAULT_HELP + " Without --model, another backbone's "
+        "descriptors are scored by chamfer similarity.",
     )
     p.add_argument("--queries", required=True, type=Path, help="'id path' list of query videos")
     p.add_argument("--database", required=True, type=Path, help="'id path' list of database videos")
     p.add_argument("--output", required=True, type=Path, help="similarity JSON to write")
-    p.add_argument("--model", type=Path, default=None, help="trained model folder (default: chamfer of descriptors)")
-    p.add_argument("--backbone", choices=BACKBONES, default=None,
-                   help="for media paths: descriptor network (default: the one the model was trained on, else random)")
-    p.add_argument("--weights", default=None, help="for media paths: backbone state dict (kumar2018, selfsup)")
-    p.add_argument("--seed", type=int, default=None, help="for media paths: seed of the random backbone (default 0)")
+    p.add_argument("--model", type=Path, default=None,
+                   help="trained model folder (default: the released model; with --backbone other than released: "
+                   "chamfer of descriptors)")
+    add_backbone_options(p, "the one --model records, else released; used for media paths")
+    p.add_argument("--speeds", type=int, default=0, metavar="N",
+                   help="also score each query played at 0.7x-1.4x, N steps per octave (10: 11 speeds), keeping each "
+                   "video's best; finds sped-up or slowed-down copies; a match at another speed scores the model's "
+                   f"calibrated penalty lower ({VARIANT_PENALTY} for chamfer and models that record none); queries "
+                   "must be media files (default: 0, off)")
     p.add_argument("--device", default=None, help="torch device (default: CUDA when available)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     queries, database = read_video_list(args.queries), read_video_list(args.database)
-    scorer = load_model(args.model, args.device) if args.model else ChamferScorer(args.device)
+    if args.speeds:
+        stored = [vid for vid, path in queries if path.suffix.lower() == ".npy"]
+        if stored:
+            raise InputError(f"{args.queries}: --speeds plays each query's audio at other speeds; "
+                             f"give media files, not stored features (e.g. {stored[0]})")
+    extraction = extraction_config(args)
+    model_dir = scoring_model(args, extraction)
+    scorer = load_model(model_dir, args.device) if model_dir is not None else ChamferScorer(args.device)
+    penalty = model_variant_penalty(model_dir)
     extractor: list[FeatureExtractor] = []  # built on the first media path only
 
-    def extract(path: Path) -> np.ndarray:
+    def features() -> FeatureExtractor:
         if not extractor:
-            extractor.append(FeatureExtractor(extraction_config(args)))
-        return extractor[0].from_file(path)
+            extractor.append(FeatureExtractor(extraction))
+        return extractor[0]
 
     failed: dict[tuple[str, str], str] = {}  # (role, id) -> reason
 
     def prepare(video_id: str, path: Path, role: str):
         try:
-            return scorer.prepare(read_descriptors(path, extract), role)
+            return scorer.prepare(read_descriptors(path, lambda p: features().from_file(p)), role)
         except (InputError, ValueError) as exc:  # bad file, or a video the scorer cannot use (too short)
             failed[role, video_id] = str(exc)
             print(f"SKIPPED {role} {video_id}: {exc}", file=sys.stderr)
             return None
 
-    prepared = [(vid, prepare(vid, path, "query")) for vid, path in tqdm(queries, desc="queries", unit="video", file=sys.stderr)]
-    prepared = [(vid, q) for vid, q in prepared if q is not None]
+    prepared = []
+    for vid, path in tqdm(queries, desc="queries", unit="video", file=sys.stderr):
+        if (query := prepare(vid, path, "query")) is not None:
+            prepared.append((vid, query))
+            prepared += speed_variants(vid, path, speed_grid(args.speeds), features, scorer) if args.speeds else []
     if not prepared:
         raise InputError(f"{args.queries}: no usable query among {len(queries)}")
     items = ((vid, prepare(vid, path, "database"))
              for vid, path in tqdm(database, desc=f"similarity ({scorer.name})", unit="video", file=sys.stderr))
     similarities = score_database(scorer, prepared, ((vid, c) for vid, c in items if c is not None))
+    if args.speeds:
+        similarities = best_over_variants(similarities, penalty)
     write_similarities(args.output, similarities)
     scored = len(database) - sum(role == "database" for role, _ in failed)
-    print(f"{len(prepared)} queries x {scored} database videos scored with {scorer.name}; "
+    model = describe_extraction(asdict(extraction)) if model_dir is None or extraction.backbone == "released" else str(model_dir)
+    speeds = f", {grid_label(speed_grid(args.speeds))} (variant penalty {penalty:g})" if args.speeds else ""
+    print(f"{len(similarities)} queries x {scored} database videos scored with {scorer.name} ({model}{speeds}); "
           f"{len(failed)} items skipped; wrote {args.output}")
     return 1 if failed else 0
+
+
+def speed_variants(video_id: str, path: Path, factors, features: Callable[[], FeatureExtractor], scorer) -> list:
+    """``(variant id, prepared)`` of a query played at each factor other than 1.0 (:mod:`ausil_lite.speeds`).
+
+    A variant too short for the scorer (a short query played fast) is left out: the query's other
+    speeds still count, as in the study's speed methods.
+    """
+    samples, out = load_audio(path), []
+    for factor in factors:
+        if factor == 1.0:
+            continue
+        descriptors = features().from_waveform(played_at(samples, factor, path))
+        if len(descriptors) >= MIN_QUERY_SEGMENTS:
+            out.append((variant_id(video_id, factor), scorer.prepare(descriptors, "query")))
+    return out

@@ -21,7 +21,7 @@ from ausil_lite.search.index import SearchIndex
 from ausil_lite.search.rerank import ChamferReranker, ModelReranker
 from ausil_lite.search.stage1 import candidate_videos, compact
 from ausil_lite.similarity import load_model
-from ausil_lite.speeds import VARIANT_PENALTY, played_at
+from ausil_lite.speeds import model_variant_penalty, played_at
 
 
 MIN_VARIANT_SEGMENTS = 4
@@ -37,7 +37,9 @@ class QueryConfig:
     neighbours: int = 64  # nearest indexed segments fetched per query segment
     nprobe: int = 128  # inverted lists scanned per segment (IVF only); 100k videos: 32 -> recall 0.983, 128 -> 0.992
     threshold: float | None = None  # list only matches scoring at least this (duplicates)
-    variant_penalty: float = VARIANT_PENALTY  # a speed variant's score counts this much lower (ausil_lite.speeds)
+    # a speed variant's score counts this much lower; None: the reranking model's calibrated penalty
+    # (ausil_lite.speeds.model_variant_penalty), VARIANT_PENALTY for chamfer and for models that record none
+    variant_penalty: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("top", "candidates", "neighbours", "nprobe"):
@@ -121,6 +123,7 @@ class Searcher:
                 raise InputError(f"{model_dir}: the index {index.root} was not built with this model's whitening; "
                                  "rebuild it with --model")
             self.reranker = ModelReranker(model)
+        self.variant_penalty = model_variant_penalty(model_dir)  # a speed variant's loss unless QueryConfig says another
         self._extractor: FeatureExtractor | None = None
 
     def descriptors(self, path: str | Path) -> np.ndarray:
@@ -161,10 +164,11 @@ class Searcher:
         and each variant adds its best tenth of that (a copy at the variant's speed votes near the top
         of its list, while letting every variant fill the whole list pushed weak copies of the query as
         played out of it: measured on DAVR-mini with 10k videos). Stage 2 scores each candidate with
-        the query and with the variant that voted best for it, less ``config.variant_penalty``, and
-        keeps the higher score. Spans are given in the query's own time.
+        the query and with the variant that voted best for it, less ``config.variant_penalty`` (by
+        default the model's own, :attr:`variant_penalty`), and keeps the higher score. Spans are given in the query's own time.
         """
         clock = time.perf_counter()
+        penalty = self.variant_penalty if config.variant_penalty is None else config.variant_penalty
         whitened = self.index.whitening.transform(np.asarray(descriptors, dtype=np.float32))
         duration = (len(whitened) - 1) * STEP_S + SEGMENT_S
         speeds = {1.0: whitened} | {f: self.index.whitening.transform(np.asarray(x, dtype=np.float32))
@@ -193,7 +197,7 @@ class Searcher:
             prepared[factor] = self.reranker.query(speeds[factor])
             picks = [k for k, r in enumerate(ranked) if best_votes[r][1] == factor]
             other = self.reranker.scores(prepared[factor], [ready[k] for k in picks])
-            for k, value in zip(picks, other - config.variant_penalty):
+            for k, value in zip(picks, other - penalty):
                 if value > scores[k]:
                     scores[k], factor_of[k] = value, factor
         order = np.argsort(-scores, kind="stable")

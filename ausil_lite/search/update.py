@@ -24,6 +24,7 @@ import torch
 
 from ausil_lite.config import config_from_dict, provenance
 from ausil_lite.errors import InputError
+from ausil_lite.features import describe_extraction
 from ausil_lite.search.collection import MediaFile
 from ausil_lite.search.index import (
     STAGE1,
@@ -183,6 +184,8 @@ def update_index(
                 raise InputError(f"{root}: built with {old['config']}; pass --rebuild to change its configuration")
             if model_dir is not None and str(Path(model_dir).resolve()) != old["model"]:
                 raise InputError(f"{root}: built with model {old['model']}; pass --rebuild to use another")
+            if (why := _other_descriptors(old["extraction"], store)) is not None:
+                raise InputError(f"{root}: {why}; pass --rebuild to index everything with the store's, or index into another folder")
         config = config or (config_from_dict(IndexConfig, old["config"]) if old else IndexConfig())
         model_dir = model_dir if model_dir is not None else (old.get("model") if old and not rebuild else None)
         kept = previous.videos if previous else pd.DataFrame(columns=VIDEO_COLUMNS)
@@ -279,6 +282,20 @@ def update_index(
         version = publish(root, tmp, manifest, {k: v for k, v in old.get("shards", {}).items() if k in used})
     return UpdateSummary(version, len(new), unchanged, int(dropping.sum()), len(table), total,
                          stage1_record["factory"], rebuilt, time.perf_counter() - started)
+
+
+def _other_descriptors(indexed: dict, store: FeatureStore) -> str | None:
+    """Why ``store``'s descriptors cannot join an index of descriptors made with ``indexed`` (None: they can).
+
+    Another backbone, or another released model version, gives descriptors that the index's whitening
+    and its stage-1 vectors do not fit: the index and every query would mix two models.
+    """
+    stored = store_config(store)
+    keys = ("backbone", "weights", "seed", "model_version")
+    if any(indexed.get(k) != stored.get(k) for k in keys):
+        return (f"the index holds descriptors of {describe_extraction(indexed)}, the store {store.root} "
+                f"those of {describe_extraction(stored)}")
+    return None
 
 
 def store_config(store: FeatureStore) -> dict:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ausil_lite.attention import AttentionWeighting
+from ausil_lite.digests import SUMS_FILE, verify_sha256sums
 from ausil_lite.similarity.chamfer import chamfer_similarity
 from ausil_lite.similarity.comparator import VideoComparator, pooled_size
 from ausil_lite.similarity.matrix import query_similarity_batch, similarity_matrix
@@ -147,9 +148,13 @@ class AuSiL(nn.Module):
 def load_model(directory: str | Path, device: str | torch.device | None = None) -> AuSiL:
     """The model saved by :meth:`AuSiL.save` (or by training) in ``directory``, in eval mode.
 
-    ``device`` None: CUDA when available, else CPU. Missing or mismatched files raise, naming them.
+    ``device`` None: CUDA when available, else CPU. Missing or mismatched files raise, naming them. A
+    folder with a ``SHA256SUMS`` list (a released model, :mod:`ausil_lite.models.released`) is checked
+    against it first, however it is reached. Float16 files (released models) load as float32.
     """
     directory = Path(directory)
+    if (directory / SUMS_FILE).is_file():
+        verify_sha256sums(directory, (WEIGHTS_FILE, WHITENING_FILE, CONFIG_FILE))
     for name in (WEIGHTS_FILE, WHITENING_FILE, CONFIG_FILE):
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory / name}: missing; not a model directory written by ausil-lite")

@@ -33,9 +33,11 @@ def track(seed: int, segments: int, dim: int = DIM) -> np.ndarray:
     return np.abs(np.cumsum(rng.standard_normal((segments, dim)), axis=0) + 3 * rng.random(dim)).astype(np.float32)
 
 
-def fill_store(root: Path, videos: dict[str, np.ndarray]) -> tuple[FeatureStore, list[MediaFile]]:
+def fill_store(
+    root: Path, videos: dict[str, np.ndarray], config: ExtractionConfig = ExtractionConfig()
+) -> tuple[FeatureStore, list[MediaFile]]:
     store = FeatureStore(root)
-    store.bind(ExtractionConfig())
+    store.bind(config)
     entries = []
     for vid, descriptors in videos.items():
         store.save(vid, descriptors, f"/collection/{vid}.mp4", float(len(descriptors) + 1))

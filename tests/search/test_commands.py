@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def indexed(collection, tmp_path_factory):
     index = tmp_path_factory.mktemp("index") / "idx"
-    code = main(["index", str(collection / "db"), "--index", str(index), "--workers", "0"])
+    code = main(["index", str(collection / "db"), "--index", str(index), "--workers", "0", "--backbone", "random"])
     return collection, index, code
 
 
@@ -110,3 +110,25 @@ def test_query_with_speeds_finds_a_sped_up_copy_and_says_at_which_speed(indexed,
     np.save(stored, np.ones((6, 2528), np.float32))
     assert main(["query", str(stored), "--index", str(index), "--speeds", "10"]) == 2
     assert "give the media file" in capsys.readouterr().err
+
+
+def test_index_and_query_default_to_the_released_model(released_model, collection, tmp_path, capsys):
+    """An index built with no model option holds released descriptors, whitened and reranked by the released
+    network; a query gives the scores of an index built with the released model passed explicitly."""
+    from ausil_lite.models.released import RELEASED_VERSION
+    from ausil_lite.search.index import SearchIndex
+
+    db = collection / "db" / "sub"
+    assert main(["index", str(db), "--index", str(tmp_path / "default"), "--workers", "0"]) == 0
+    assert main(["index", str(db), "--index", str(tmp_path / "explicit"), "--workers", "0",
+                 "--backbone", "released", "--model", str(released_model)]) == 0
+    manifest = SearchIndex.open(tmp_path / "default").manifest
+    assert manifest["extraction"]["model_version"] == RELEASED_VERSION
+    assert manifest["model"] == str(released_model.resolve()) and manifest["whitening"]["source"] == "model"
+    capsys.readouterr()
+    results = []
+    for name in ("default", "explicit"):
+        assert main(["query", str(db / "c.webm"), "--index", str(tmp_path / name), "--json"]) == 0
+        results.append(json.loads(capsys.readouterr().out))
+    assert results[0]["reranker"] == "ausil"
+    assert [(m["id"], m["score"]) for m in results[0]["matches"]] == [(m["id"], m["score"]) for m in results[1]["matches"]]

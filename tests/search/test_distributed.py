@@ -38,7 +38,8 @@ def test_cluster_extraction_matches_local_and_is_idempotent(collection, cluster,
 
 def test_index_command_with_scheduler(collection, cluster, tmp_path, capsys):
     index = tmp_path / "idx"
-    code = main(["index", str(collection / "db"), "--index", str(index), "--scheduler", cluster.scheduler_address])
+    code = main(["index", str(collection / "db"), "--index", str(index), "--scheduler", cluster.scheduler_address,
+                 "--backbone", "random"])
     out = capsys.readouterr().out
     assert code == 1 and f"to extract on {cluster.scheduler_address}" in out and "added 4" in out
     assert main(["query", str(collection / "query.m4a"), "--index", str(index), "--top", "1"]) == 0

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 import pytest
 
+from ausil_lite.errors import InputError
+from ausil_lite.features import ExtractionConfig
 from ausil_lite.speeds import VARIANT_PENALTY
 
 from ausil_lite.search import update as update_module
@@ -232,3 +234,41 @@ def test_a_speed_variant_finds_what_the_query_as_played_misses(synthetic, tmp_pa
                                   variants={1.2311: variant})
     assert unpenalised.matches[0].id == "v05"
     assert best.score == pytest.approx(unpenalised.matches[0].score - VARIANT_PENALTY, abs=1e-5)
+
+
+def test_an_index_refuses_descriptors_of_another_model_version(synthetic, synthetic_store, tmp_path):
+    store, entries, tracks = synthetic
+    update_index(tmp_path / "idx", entries[:20], store)
+    other, more = synthetic_store(tmp_path / "other", {"w00": tracks["v00"]}, ExtractionConfig(backbone="released"))
+    with pytest.raises(InputError, match=r"holds descriptors of the random backbone \(seed 0\), the store .*other "
+                       "those of the released model ausil-lite-v1"):
+        update_index(tmp_path / "idx", more, other)
+    newer, more = synthetic_store(tmp_path / "newer", {"w00": tracks["v00"]},
+                                  ExtractionConfig(backbone="released", model_version="ausil-lite-v2"))
+    update_index(tmp_path / "released", more, other)
+    with pytest.raises(InputError, match="the released model ausil-lite-v1, the store .* the released model ausil-lite-v2"):
+        update_index(tmp_path / "released", more, newer)
+
+
+def test_speed_variants_lose_the_reranking_models_own_penalty(synthetic, tmp_path):
+    """A model that records a penalty of 0 ranks as an explicit 0 does, not as the fixed 0.3."""
+    from ausil_lite.similarity import AuSiL
+    from ausil_lite.whitening import PCAWhitening
+
+    store, entries, tracks = synthetic
+    torch.manual_seed(0)
+    model_dir = AuSiL(PCAWhitening.fit(np.concatenate(list(tracks.values())))).save(
+        tmp_path / "model", {"config": {}, "seed": 0, "variant_penalty": 0.0})
+    update_index(tmp_path / "idx", entries, store, model_dir=model_dir)
+    searcher = Searcher(SearchIndex.open(tmp_path / "idx"))
+    assert searcher.variant_penalty == 0.0
+    unrelated = np.abs(np.random.default_rng(99).standard_normal((30, tracks["v05"].shape[1]))).astype(np.float32)
+    variants = {1.2311: query_of(tracks, "v05", 10, 34)}
+
+    def ranked(penalty):
+        found = searcher.search(unrelated, QueryConfig(top=5, candidates=3, variant_penalty=penalty), variants=variants)
+        return [(m.id, round(m.score, 6), m.speed) for m in found.matches]
+
+    calibrated = ranked(None)
+    assert calibrated == ranked(0.0) != ranked(VARIANT_PENALTY)
+    assert any(speed == 1.2311 for _, _, speed in calibrated)

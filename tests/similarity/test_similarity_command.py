@@ -36,7 +36,7 @@ def lists(tmp_path):
 def test_chamfer_similarity_round_trips_the_json_format(lists, capsys):
     out = lists / "sims.json"
     code = main(["similarity", "--queries", str(lists / "queries.txt"), "--database", str(lists / "database.txt"),
-                 "--output", str(out), "--device", "cpu"])
+                 "--output", str(out), "--device", "cpu", "--backbone", "random"])
     assert code == 1  # two bad database items were skipped
     err = capsys.readouterr().err
     assert "broken" in err and "absent" in err
@@ -95,7 +95,7 @@ def test_media_paths_are_extracted_on_the_fly(tmp_path):
     (tmp_path / "q.txt").write_text("tone tone.wav\n")
     (tmp_path / "d.txt").write_text("tone tone.wav\nnoise noise.wav\n")
     code = main(["similarity", "--queries", str(tmp_path / "q.txt"), "--database", str(tmp_path / "d.txt"),
-                 "--output", str(tmp_path / "s.json"), "--device", "cpu"])
+                 "--output", str(tmp_path / "s.json"), "--device", "cpu", "--backbone", "random"])
     assert code == 0
     sims = read_similarities(tmp_path / "s.json")["tone"]
     assert sims["tone"] == pytest.approx(1.0, abs=1e-5) and sims["noise"] < sims["tone"]
@@ -113,3 +113,41 @@ def test_media_backbone_defaults_to_the_models(tmp_path):
     args.seed = 3
     assert extraction_config(args).seed == 3
     assert extraction_config(argparse.Namespace(model=None, backbone=None, weights=None, seed=None, device=None)).seed == 0
+
+
+def test_speeds_keep_each_videos_best_over_the_query_at_other_speeds(make_media, tmp_path, capsys):
+    """``--speeds 4`` (five speeds) gives max(query's score, each variant's less the penalty), as computed here."""
+    from ausil_lite.datasets.transforms import apply_speed
+    from ausil_lite.features import ExtractionConfig, FeatureExtractor
+    from ausil_lite.similarity import ChamferScorer
+    from ausil_lite.speeds import VARIANT_PENALTY, played_at, speed_grid
+    from tests.conftest import noise, tone
+
+    clip = tone(440, 8.0) * np.linspace(0.2, 1.0, 8 * 44100, dtype=np.float32) + tone(1200, 8.0, amplitude=0.2) + 0.05 * noise(8.0)
+    paths = {"q": make_media("q.wav", clip), "fast": make_media("fast.wav", 0.9 * apply_speed(clip, 44100, factor=1.19)),
+             "other": make_media("other.wav", 0.2 * noise(8.0, seed=4))}
+    (tmp_path / "q.txt").write_text("q q.wav\n")
+    (tmp_path / "d.txt").write_text("fast fast.wav\nother other.wav\n")
+    base = ["similarity", "--queries", str(tmp_path / "q.txt"), "--database", str(tmp_path / "d.txt"),
+            "--device", "cpu", "--backbone", "random"]
+    assert main([*base, "--output", str(tmp_path / "plain.json")]) == 0
+    assert main([*base, "--output", str(tmp_path / "speeds.json"), "--speeds", "4"]) == 0
+    assert "5 speeds, 0.7071x-1.4142x (variant penalty 0.3)" in capsys.readouterr().out
+    plain, speeds = read_similarities(tmp_path / "plain.json"), read_similarities(tmp_path / "speeds.json")
+
+    extractor, scorer = FeatureExtractor(ExtractionConfig(device="cpu")), ChamferScorer("cpu")
+    database = [scorer.prepare(extractor.from_file(paths[v]), "database") for v in ("fast", "other")]
+    from ausil_lite.audio import load_audio
+
+    samples = load_audio(paths["q"])
+    expected = scorer.score_many(scorer.prepare(extractor.from_file(paths["q"]), "query"), database)
+    for factor in set(speed_grid(4)) - {1.0}:
+        variant = scorer.prepare(extractor.from_waveform(played_at(samples, factor)), "query")
+        expected = np.maximum(expected, scorer.score_many(variant, database) - VARIANT_PENALTY)
+    assert list(speeds) == ["q"] and speeds["q"] == pytest.approx(dict(zip(["fast", "other"], expected)), abs=1e-5)
+    assert speeds["q"]["fast"] > plain["q"]["fast"]  # the sped-up copy is found through a variant
+
+    np.save(tmp_path / "q.npy", np.ones((6, 2528), np.float32))
+    (tmp_path / "stored.txt").write_text("q q.npy\n")
+    assert main([*base[:2], str(tmp_path / "stored.txt"), *base[3:], "--output", str(tmp_path / "x.json"), "--speeds", "4"]) == 2
+    assert "give media files" in capsys.readouterr().err

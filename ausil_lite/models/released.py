@@ -1,0 +1,89 @@
+"""The released models that ship inside the package: which versions exist, where, and how they load.
+
+Each version is a folder ``ausil_lite/models/<version>/`` written by
+:func:`ausil_lite.models.export.export_released_model`::
+
+    backbone.pt     the KumarCNN state dict, float16 (loaded as float32)
+    model.pt        attention context vector + comparator state dicts, float16
+    whitening.npz   whitening mean and projection, float16, only its first components
+    config.json     version, provenance, training data summary, calibration (the variant penalty)
+    SHA256SUMS      ``<sha256>  <name>`` of each file above
+
+The folder is also a model directory as :func:`ausil_lite.similarity.load_model` reads it, and that
+loader checks ``SHA256SUMS`` too, so ``--model <this folder>`` is verified the same way. Every load
+checks every file's SHA-256 first: a damaged or edited weight file raises, naming the file.
+
+The commands use :data:`RELEASED_VERSION` unless told otherwise. A copy of the package without its
+folder (the weights not committed yet, or stripped) says so when asked for it; it never falls back
+to a random backbone in its place.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ausil_lite.backbone import KumarCNN, load_backbone
+from ausil_lite.digests import SUMS_FILE, verify_sha256sums
+from ausil_lite.errors import InputError
+from ausil_lite.similarity.model import CONFIG_FILE, WEIGHTS_FILE, WHITENING_FILE, AuSiL, load_model
+
+RELEASED_VERSION = "ausil-lite-v1"
+"""The version every command uses by default."""
+
+MODELS_ROOT = Path(__file__).resolve().parent
+"""Where version folders live: this package folder (tests point it at a tiny exported model)."""
+
+BACKBONE_FILE = "backbone.pt"
+MODEL_FILES = (BACKBONE_FILE, WEIGHTS_FILE, WHITENING_FILE, CONFIG_FILE)
+"""The files of a version folder, each listed in its ``SHA256SUMS``."""
+
+
+class ReleasedModelError(InputError):
+    """A released model version that is not in this copy of the package, or an unusable version name."""
+
+
+def version_dir(version: str = RELEASED_VERSION) -> Path:
+    """The folder of ``version``; raises :class:`ReleasedModelError` saying what to do when it is absent."""
+    if not version or "/" in version or "\\" in version or version.startswith("."):
+        raise ReleasedModelError(f"{version!r} cannot name a released model version")
+    folder = MODELS_ROOT / version
+    if not (folder / SUMS_FILE).is_file():
+        shipped = ", ".join(available_versions()) or "none"
+        raise ReleasedModelError(
+            f"the released model {version} is not in this copy of ausil-lite ({folder} holds no {SUMS_FILE}; "
+            f"versions here: {shipped}). Install a release that ships it, or choose another model: "
+            "--backbone random (a seeded random backbone, chamfer similarity), --model DIR or --weights FILE"
+        )
+    return folder
+
+
+def available_versions() -> list[str]:
+    """Names of the version folders present in this copy, sorted."""
+    if not MODELS_ROOT.is_dir():
+        return []
+    return sorted(p.name for p in MODELS_ROOT.iterdir() if (p / SUMS_FILE).is_file())
+
+
+def verified_dir(version: str = RELEASED_VERSION) -> Path:
+    """The folder of ``version`` after checking every file against its ``SHA256SUMS``."""
+    folder = version_dir(version)
+    verify_sha256sums(folder, MODEL_FILES)
+    return folder
+
+
+def read_release(version: str = RELEASED_VERSION) -> dict:
+    """The version's ``config.json`` (version, provenance, training data, calibration), verified."""
+    return json.loads((verified_dir(version) / CONFIG_FILE).read_text(encoding="utf-8"))
+
+
+def load_released_backbone(version: str = RELEASED_VERSION, device: str | torch.device | None = None) -> KumarCNN:
+    """The version's backbone in eval mode on ``device``, as float32 (stored float16), after the checksums."""
+    return load_backbone(verified_dir(version) / BACKBONE_FILE, device=device)
+
+
+def load_released_scorer(version: str = RELEASED_VERSION, device: str | torch.device | None = None) -> AuSiL:
+    """The version's AuSiL network (whitening, attention, comparator) in eval mode, after the checksums."""
+    return load_model(version_dir(version), device)

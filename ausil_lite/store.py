@@ -36,6 +36,9 @@ from ausil_lite.features import ExtractionConfig, FeatureExtractor
 
 INDEX_COLUMNS = ["id", "source", "duration", "segments", "status", "error"]
 DONE = ("ok", "partial")
+PATH_ERRORS = "surrogateescape"
+"""How text files holding paths encode them: a file name that is not valid UTF-8 (Python holds its bytes
+as lone surrogates) is written back as the same bytes, so the recorded source still opens the file."""
 
 
 class StoreError(InputError):
@@ -59,7 +62,8 @@ class FeatureStore:
         """The index, one row per id (the latest record wins when a video was retried)."""
         if not self.index_path.is_file():
             return pd.DataFrame(columns=INDEX_COLUMNS)
-        table = pd.read_csv(self.index_path, dtype={"id": str, "source": str, "error": str}, keep_default_na=False)
+        table = pd.read_csv(self.index_path, dtype={"id": str, "source": str, "error": str}, keep_default_na=False,
+                            encoding_errors=PATH_ERRORS)
         return table.drop_duplicates("id", keep="last").reset_index(drop=True)
 
     def ids(self) -> list[str]:
@@ -146,7 +150,7 @@ class FeatureStore:
     def _append(self, video_id, source, duration, segments, status, error) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         new = not self.index_path.is_file()
-        with open(self.index_path, "a", newline="", encoding="utf-8") as f:
+        with open(self.index_path, "a", newline="", encoding="utf-8", errors=PATH_ERRORS) as f:
             writer = csv.writer(f)
             if new:
                 writer.writerow(INDEX_COLUMNS)

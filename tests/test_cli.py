@@ -1,9 +1,15 @@
+import os
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from ausil_lite.cli import main
 from ausil_lite.store import FeatureStore
 from tests.conftest import noise
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_help_documents_every_command():
@@ -32,3 +38,33 @@ def test_malformed_list_is_a_clear_error(tmp_path, capsys):
     videos.write_text("a a.mp4\nonly-an-id\n")
     assert main(["extract", "--videos", str(videos), "--output", str(tmp_path / "f")]) == 2
     assert "videos.txt:2" in capsys.readouterr().err
+
+
+def _run_cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    """The CLI in a child whose stdout is strict UTF-8, as on a desktop's en_US.UTF-8 locale."""
+    env = dict(os.environ, PYTHONIOENCODING="utf-8", PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "ausil_lite.cli", *args], capture_output=True, cwd=cwd, env=env,
+                          timeout=300)
+
+
+def test_file_names_that_are_not_utf8_are_indexed_and_extracted(make_media, tmp_path):
+    folder = tmp_path / "disk"
+    make_media("disk/plain.wav", noise(3.0))
+    make_media("disk/odd.wav", noise(3.0, seed=5))
+    odd = os.fsencode(folder) + b"/caf\xe9 \xff.wav"  # Latin-1 bytes, as copied from an old disk
+    try:
+        os.rename(os.fsencode(folder / "odd.wav"), odd)
+    except OSError:
+        pytest.skip("this filesystem only takes UTF-8 names")
+    (tmp_path / "bad.mp4").write_bytes(b"not media" * 50)
+    os.rename(os.fsencode(tmp_path / "bad.mp4"), os.fsencode(folder) + b"/bad \xff.mp4")
+    done = _run_cli("index", str(folder), "--index", str(tmp_path / "idx"), "--workers", "0", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr.decode(errors="replace")  # the bad file, named with its reason
+    assert b"added 2" in done.stdout and b"FAILED " in done.stdout and b"bad \\udcff.mp4: FFmpeg" in done.stdout
+    videos = (tmp_path / "idx" / "versions" / "v000001" / "videos.csv").read_bytes()
+    assert odd in videos  # the source recorded as the bytes that open it
+    listed = tmp_path / "videos.txt"
+    listed.write_bytes(b"plain disk/plain.wav\nodd " + odd + b"\n")
+    done = _run_cli("extract", "--videos", str(listed), "--output", str(tmp_path / "f"), "--workers", "1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert FeatureStore(tmp_path / "f").ids() == ["plain", "odd"]

@@ -34,6 +34,7 @@ import pandas as pd
 
 from ausil_lite.digests import file_digest
 from ausil_lite.errors import InputError
+from ausil_lite.store import PATH_ERRORS
 from ausil_lite.whitening import PCAWhitening
 
 FORMAT = 1
@@ -242,7 +243,8 @@ class SearchIndex:
 
 def read_videos(path: Path) -> pd.DataFrame:
     try:
-        table = pd.read_csv(path, dtype={"id": str, "source": str, "shard": str}, keep_default_na=False)
+        table = pd.read_csv(path, dtype={"id": str, "source": str, "shard": str}, keep_default_na=False,
+                            encoding_errors=PATH_ERRORS)
     except (OSError, ValueError) as exc:
         raise IndexCorruptError(f"{path}: unreadable video table ({exc})") from exc
     if list(table.columns) != VIDEO_COLUMNS:

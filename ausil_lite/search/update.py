@@ -39,7 +39,7 @@ from ausil_lite.search.index import (
 )
 from ausil_lite.search.stage1 import Stage1Config, build_stage1, compact
 from ausil_lite.similarity import load_model
-from ausil_lite.store import FeatureStore
+from ausil_lite.store import PATH_ERRORS, FeatureStore
 from ausil_lite.whitening import EPSILON, PCAWhitening
 
 SHARD_SEGMENTS = 2**18  # segments per stage-2 shard written by a rebuild (128 MB at 256 dims, float16)
@@ -259,7 +259,7 @@ def update_index(
             for chunk in _stage1_chunks(table[table["shard"].isin(set(shards) - set(old["shards"]))], shards, dim):
                 stage1.add(chunk)
         faiss.write_index(stage1, str(tmp / STAGE1))
-        table.to_csv(tmp / VIDEOS, index=False)
+        table.to_csv(tmp / VIDEOS, index=False, errors=PATH_ERRORS)
         whitening.save(tmp / WHITENING)
         used = sorted(set(table["shard"]))
         manifest = {

@@ -108,6 +108,18 @@ class Evaluation:
         return pd.DataFrame({"recall": RECALL_LEVELS, "precision": self.precision_curve})
 
 
+def check_similarities(similarities: Similarities, source: str = "similarities") -> None:
+    """Raise :class:`FormatError` naming every entry that is not a finite number (NaN, Inf, text, null):
+    such a score cannot be ranked, and one NaN would silently reorder a whole query's results."""
+    bad = [(query, video, sim) for query, results in similarities.items() for video, sim in results.items()
+           if isinstance(sim, bool) or not isinstance(sim, (int, float)) or not math.isfinite(sim)]
+    if bad:
+        shown = "; ".join(f"query {q!r} -> {v!r}: {s!r}" for q, v, s in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise FormatError(f"{source}: {len(bad)} similarity entries are not finite numbers ({shown}{more}); "
+                          "rescore them (a NaN usually comes from non-finite descriptors)")
+
+
 def evaluate(
     similarities: Similarities,
     annotations: Annotations,
@@ -134,6 +146,7 @@ def evaluate(
             available = set(similarities).union(*(set(r) for r in similarities.values()))
         universe &= set(available)
 
+    check_similarities(similarities)
     aps: dict[str, float] = {}
     counts: dict[str, int] = {}
     curves: list[np.ndarray] = []
@@ -150,9 +163,6 @@ def evaluate(
             skipped[query] = f"no relevant videos with labels {','.join(labels)}"
             continue
         results = similarities[query]
-        for video, sim in results.items():
-            if not isinstance(sim, (int, float)) or math.isnan(sim):
-                raise ValueError(f"similarity of query {query!r} to {video!r} is not a number: {sim!r}")
         ranked = [
             (video, sim)
             for video, sim in sorted(results.items(), key=lambda item: item[1], reverse=True)

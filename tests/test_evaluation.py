@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from ausil_lite.datasets.benchmark import read_annotation_json, read_id_list
+from ausil_lite.errors import InputError
 from ausil_lite.evaluation import (
     CONVENTIONS,
     RECALL_LEVELS,
@@ -76,8 +77,18 @@ def test_ties_keep_file_order_and_nan_raises():
     gt = {"q": {"DA": ["a"]}}
     assert evaluate(tie_first, gt, ["DA"], ["q", "a", "n1"]).mean_ap == 1.0
     assert evaluate(tie_second, gt, ["DA"], ["q", "a", "n1"]).mean_ap == 0.5
-    with pytest.raises(ValueError, match="not a number"):
+    with pytest.raises(ValueError, match="not finite numbers"):
         evaluate({"q": {"a": float("nan")}}, gt, ["DA"], ["q", "a"])
+
+
+def test_non_finite_similarities_are_named_input_errors():
+    sims = {"q": {"a": 0.9, "b": float("inf"), "c": float("nan")}, "r": {"a": "high", "b": None}}
+    with pytest.raises(InputError) as caught:
+        evaluate(sims, {"q": {"DA": ["a"]}}, ["DA"], ["q", "r", "a", "b", "c"])
+    message = str(caught.value)
+    assert "4 similarity entries" in message
+    for entry in ("'q' -> 'b': inf", "'q' -> 'c': nan", "'r' -> 'a': 'high'", "'r' -> 'b': None"):
+        assert entry in message
 
 
 def test_interpolated_precision_by_hand():

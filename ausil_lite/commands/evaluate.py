@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ausil_lite.datasets.benchmark import read_annotation_json, read_id_list
-from ausil_lite.evaluation import CONVENTIONS, evaluate, read_similarities
+from ausil_lite.evaluation import CONVENTIONS, check_similarities, evaluate, read_similarities
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,8 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     labels = [label for label in args.relevant_labels.split(",") if label]
+    similarities = read_similarities(args.similarities)
+    check_similarities(similarities, str(args.similarities))
     result = evaluate(
-        read_similarities(args.similarities),
+        similarities,
         read_annotation_json(args.annotations),
         labels,
         read_id_list(args.dataset_ids),

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ausil_lite.descriptor_files import read_descriptor_file
 from ausil_lite.errors import InputError
 from ausil_lite.evaluation import write_similarities
 from ausil_lite.features import BACKBONES, ExtractionConfig, FeatureExtractor
@@ -25,21 +26,10 @@ from ausil_lite.similarity.scoring import score_database
 from ausil_lite.video_list import read_video_list
 
 
-class FeatureFileError(InputError):
-    """A ``.npy`` path that is missing or does not hold (segments, dims) descriptors."""
-
-
 def read_descriptors(path: Path, extract: Callable[[Path], np.ndarray]) -> np.ndarray:
-    """Descriptors from a stored ``.npy`` file, or ``extract(path)`` for a media file."""
-    if path.suffix.lower() != ".npy":
-        return extract(path)
-    try:
-        descriptors = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise FeatureFileError(f"{path}: cannot read stored features ({exc})") from exc
-    if descriptors.ndim != 2 or len(descriptors) == 0 or not np.issubdtype(descriptors.dtype, np.floating):
-        raise FeatureFileError(f"{path}: expected float (segments, dims) descriptors, got {descriptors.dtype} {descriptors.shape}")
-    return descriptors.astype(np.float32, copy=False)
+    """Descriptors from a stored ``.npy`` file (checked: :mod:`ausil_lite.descriptor_files`), or ``extract(path)``
+    for a media file."""
+    return read_descriptor_file(path) if path.suffix.lower() == ".npy" else extract(path)
 
 
 def extraction_config(args: argparse.Namespace) -> ExtractionConfig:

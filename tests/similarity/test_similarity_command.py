@@ -113,3 +113,31 @@ def test_media_backbone_defaults_to_the_models(tmp_path):
     args.seed = 3
     assert extraction_config(args).seed == 3
     assert extraction_config(argparse.Namespace(model=None, backbone=None, weights=None, seed=None, device=None)).seed == 0
+
+
+def test_non_finite_descriptors_are_skipped_by_name_and_evaluate_names_bad_entries(lists, capsys):
+    bad = np.load(lists / "features" / "other1.npy")
+    bad[3, 5] = np.nan
+    np.save(lists / "features" / "nan.npy", bad)
+    np.save(lists / "features" / "inf.npy", np.full((12, DIM), np.inf, dtype=np.float32))
+    (lists / "queries.txt").write_text("q1 features/q1.npy\nqinf features/inf.npy\n")
+    (lists / "database.txt").write_text("dup features/dup.npy\nnan features/nan.npy\n")
+    out = lists / "sims.json"
+    code = main(["similarity", "--queries", str(lists / "queries.txt"), "--database", str(lists / "database.txt"),
+                 "--output", str(out), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "SKIPPED query qinf" in err and "inf.npy: 0 NaN and 288 infinite values in 12 of 12 segments" in err
+    assert "SKIPPED database nan" in err and "nan.npy: 1 NaN and 0 infinite values in 1 of 15 segments" in err
+    assert {q: list(r) for q, r in read_similarities(out).items()} == {"q1": ["dup"]}
+    assert "NaN" not in out.read_text()
+
+    out.write_text('{"q1": {"dup": 0.9, "other1": NaN, "short": Infinity}}')
+    (lists / "annotation.json").write_text(json.dumps({"q1": {"DA": ["dup"]}}))
+    (lists / "ids.txt").write_text("q1\ndup\nother1\nshort\n")
+    code = main(["evaluate", "--similarities", str(out), "--annotations", str(lists / "annotation.json"),
+                 "--dataset-ids", str(lists / "ids.txt")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"{out}: 2 similarity entries are not finite numbers" in err
+    assert "'q1' -> 'other1': nan" in err and "'q1' -> 'short': inf" in err

@@ -1,0 +1,34 @@
+"""``ausil-lite query`` on bad input: each a one-line error naming the problem (exit code 2), no traceback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ausil_lite.cli import main
+from ausil_lite.search.update import update_index
+
+
+@pytest.fixture
+def index(synthetic, tmp_path):
+    store, entries, tracks = synthetic
+    update_index(tmp_path / "idx", entries, store)
+    return tmp_path / "idx", tracks
+
+
+def query(index_root, path, *options):
+    return main(["query", str(path), "--index", str(index_root), *options])
+
+
+def test_non_finite_query_descriptors_are_a_named_error(index, tmp_path, capsys):
+    root, tracks = index
+    for name, value in (("nan", np.nan), ("inf", -np.inf)):
+        x = tracks["v03"][10:30].copy()
+        x[:, 0] = value
+        np.save(tmp_path / f"{name}.npy", x)
+        assert query(root, tmp_path / f"{name}.npy") == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and f"{name}.npy: " in err and "in 20 of 20 segments" in err
+    np.save(tmp_path / "fine.npy", tracks["v03"][10:30])
+    assert query(root, tmp_path / "fine.npy", "--top", "1") == 0
+    assert "v03" in capsys.readouterr().out

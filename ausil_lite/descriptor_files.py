@@ -45,7 +45,8 @@ def read_descriptor_file(path: str | Path, width: int | None = None) -> np.ndarr
         raise DescriptorFileError(
             f"{path}: expected float (segments, dims) descriptors, got {descriptors.dtype} {descriptors.shape}")
     if width is not None and descriptors.shape[1] != width:
-        raise DescriptorFileError(f"{path}: descriptors of width {descriptors.shape[1]}, expected {width}")
+        raise DescriptorFileError(
+            f"{path}: descriptors of width {descriptors.shape[1]}, expected {width} (made with another backbone?)")
     finite = np.isfinite(descriptors)
     if not finite.all():
         bad_rows = np.flatnonzero(~finite.all(axis=1))

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from ausil_lite.descriptor_files import read_descriptor_file
+from ausil_lite.descriptor_files import DescriptorFileError, read_descriptor_file
 from ausil_lite.errors import InputError
 from ausil_lite.evaluation import write_similarities
 from ausil_lite.features import BACKBONES, ExtractionConfig, FeatureExtractor
@@ -74,19 +75,39 @@ def run(args: argparse.Namespace) -> int:
 
     failed: dict[tuple[str, str], str] = {}  # (role, id) -> reason
 
-    def prepare(video_id: str, path: Path, role: str):
-        try:
-            return scorer.prepare(read_descriptors(path, extract), role)
-        except (InputError, ValueError) as exc:  # bad file, or a video the scorer cannot use (too short)
-            failed[role, video_id] = str(exc)
-            print(f"SKIPPED {role} {video_id}: {exc}", file=sys.stderr)
-            return None
+    def skip(role: str, video_id: str, exc: Exception) -> None:
+        failed[role, video_id] = str(exc)
+        print(f"SKIPPED {role} {video_id}: {exc}", file=sys.stderr)
 
-    prepared = [(vid, prepare(vid, path, "query")) for vid, path in tqdm(queries, desc="queries", unit="video", file=sys.stderr)]
+    def read(video_id: str, path: Path, role: str) -> np.ndarray | None:
+        try:
+            return read_descriptors(path, extract)
+        except InputError as exc:
+            return skip(role, video_id, exc)
+
+    def prepare(video_id: str, path: Path, descriptors: np.ndarray | None, role: str):
+        if descriptors is None:
+            return None
+        try:
+            if descriptors.shape[1] != width:
+                raise DescriptorFileError(f"{path}: descriptors of width {descriptors.shape[1]}, {whose} {width} "
+                                          "(made with another backbone?)")
+            return scorer.prepare(descriptors, role)
+        except (InputError, ValueError) as exc:  # bad file, or a video the scorer cannot use (too short)
+            return skip(role, video_id, exc)
+
+    loaded = [(vid, path, read(vid, path, "query")) for vid, path in tqdm(queries, desc="queries", unit="video", file=sys.stderr)]
+    # every item must have the width the model takes, or (chamfer) the width most queries have
+    widths = Counter(x.shape[1] for _, _, x in loaded if x is not None)
+    if args.model:
+        width, whose = scorer.whitening.mean.shape[-1], "the model takes"
+    else:
+        width, whose = (widths.most_common(1)[0][0] if widths else 0), "most queries have"
+    prepared = [(vid, prepare(vid, path, x, "query")) for vid, path, x in loaded]
     prepared = [(vid, q) for vid, q in prepared if q is not None]
     if not prepared:
         raise InputError(f"{args.queries}: no usable query among {len(queries)}")
-    items = ((vid, prepare(vid, path, "database"))
+    items = ((vid, prepare(vid, path, read(vid, path, "database"), "database"))
              for vid, path in tqdm(database, desc=f"similarity ({scorer.name})", unit="video", file=sys.stderr))
     similarities = score_database(scorer, prepared, ((vid, c) for vid, c in items if c is not None))
     write_similarities(args.output, similarities)

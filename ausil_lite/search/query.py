@@ -128,7 +128,7 @@ class Searcher:
         """A query's raw descriptors: a stored ``.npy`` file, or extracted as the index's videos were."""
         path = Path(path)
         if path.suffix.lower() == ".npy":
-            return read_descriptor_file(path)
+            return read_descriptor_file(path, width=self.index.whitening.mean.shape[-1])
         return self._index_extractor().from_file(path)
 
     def _index_extractor(self) -> FeatureExtractor:

@@ -7,6 +7,7 @@ import pytest
 
 from ausil_lite.cli import main
 from ausil_lite.search.update import update_index
+from tests.search.conftest import DIM
 
 
 @pytest.fixture
@@ -32,3 +33,14 @@ def test_non_finite_query_descriptors_are_a_named_error(index, tmp_path, capsys)
     np.save(tmp_path / "fine.npy", tracks["v03"][10:30])
     assert query(root, tmp_path / "fine.npy", "--top", "1") == 0
     assert "v03" in capsys.readouterr().out
+
+
+def test_empty_and_wrong_width_query_files_are_named(index, tmp_path, capsys):
+    root, tracks = index
+    (tmp_path / "empty.npy").write_bytes(b"")
+    np.save(tmp_path / "wide.npy", np.hstack([tracks["v03"], tracks["v04"]]))
+    assert query(root, tmp_path / "empty.npy") == 2
+    assert "empty.npy: empty file (0 bytes)" in capsys.readouterr().err
+    assert query(root, tmp_path / "wide.npy") == 2
+    err = capsys.readouterr().err
+    assert f"wide.npy: descriptors of width {2 * DIM}, expected {DIM}" in err and "Traceback" not in err

@@ -141,3 +141,24 @@ def test_non_finite_descriptors_are_skipped_by_name_and_evaluate_names_bad_entri
     assert code == 2 and "Traceback" not in err
     assert f"{out}: 2 similarity entries are not finite numbers" in err
     assert "'q1' -> 'other1': nan" in err and "'q1' -> 'short': inf" in err
+
+
+def test_empty_and_wrong_width_feature_files_are_skipped_not_fatal(lists, tmp_path, capsys):
+    (lists / "features" / "empty.npy").write_bytes(b"")
+    np.save(lists / "features" / "wide.npy", np.random.default_rng(1).random((15, DIM + 8), dtype=np.float32))
+    (lists / "queries.txt").write_text("qwide features/wide.npy\nq1 features/q1.npy\nqempty features/empty.npy\n"
+                                       "q2 features/q1.npy\n")
+    (lists / "database.txt").write_text("dup features/dup.npy\nempty features/empty.npy\nwide features/wide.npy\n")
+    model = tmp_path / "model"
+    AuSiL(PCAWhitening.fit(np.random.default_rng(2).random((40, DIM)))).save(model, {"config": {}})
+    for options, whose in (([], "most queries have 24"), (["--model", str(model)], "the model takes 24")):
+        out = lists / "sims.json"
+        code = main(["similarity", "--queries", str(lists / "queries.txt"), "--database", str(lists / "database.txt"),
+                     "--output", str(out), "--device", "cpu", *options])
+        err = capsys.readouterr().err
+        assert code == 1 and "Traceback" not in err
+        assert "SKIPPED query qempty" in err and "empty.npy: empty file (0 bytes)" in err
+        assert "SKIPPED database empty" in err
+        assert f"wide.npy: descriptors of width 32, {whose}" in err
+        assert "SKIPPED query qwide" in err and "SKIPPED database wide" in err
+        assert {q: list(r) for q, r in read_similarities(out).items()} == {"q1": ["dup"], "q2": ["dup"]}

@@ -41,6 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"ausil-lite {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        # the system refused a path the user gave (an --output that is a file, a folder not writable): plain
+        # misuse, to be told in one line, not a bug to show a traceback for
+        print(f"ausil-lite {args.command}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

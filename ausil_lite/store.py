@@ -94,6 +94,8 @@ class FeatureStore:
 
     def bind(self, config: ExtractionConfig) -> None:
         """Record ``config`` in a new store, or check it matches the one the store was made with."""
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"{self.root}: an existing file, not a feature store folder")
         if self.config_path.is_file():
             if (why := self.mismatch(config)) is not None:
                 raise StoreError(f"{why}; use another --output folder")

@@ -68,3 +68,28 @@ def test_file_names_that_are_not_utf8_are_indexed_and_extracted(make_media, tmp_
     done = _run_cli("extract", "--videos", str(listed), "--output", str(tmp_path / "f"), "--workers", "1", cwd=tmp_path)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     assert FeatureStore(tmp_path / "f").ids() == ["plain", "odd"]
+
+
+def test_plain_misuse_is_one_line_and_exit_code_2(make_media, tmp_path, capsys):
+    make_media("a.wav", noise(3.0))
+    (tmp_path / "videos.txt").write_text("a a.wav\n")
+    taken = tmp_path / "taken.txt"
+    taken.write_text("a file, not a folder\n")
+    assert main(["extract", "--videos", str(tmp_path / "videos.txt"), "--output", str(taken)]) == 2
+    assert f"{taken}: an existing file, not a feature store folder" in capsys.readouterr().err
+    assert main(["index", str(tmp_path / "a.wav"), "--index", str(taken)]) == 2
+    assert f"error: {taken}: an existing file, not an index folder" in capsys.readouterr().err
+    for top in ("0", "-1", "many"):
+        with pytest.raises(SystemExit) as exited:
+            main(["query", str(tmp_path / "a.wav"), "--index", str(tmp_path), "--top", top])
+        assert exited.value.code == 2
+        err = capsys.readouterr().err
+        assert "argument --top" in err and "Traceback" not in err
+    sims, notes, ids = tmp_path / "s.json", tmp_path / "a.json", tmp_path / "ids.txt"
+    sims.write_text('{"q": {"a": 0.9, "b": 0.1}}')
+    notes.write_text('{"q": {"DA": ["a"]}}')
+    ids.write_text("q\na\nb\n")
+    code = main(["evaluate", "--similarities", str(sims), "--annotations", str(notes), "--dataset-ids", str(ids),
+                 "--per-query", str(taken / "ap.csv")])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == f"ausil-lite evaluate: error: {taken}: File exists"

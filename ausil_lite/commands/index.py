@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ausil_lite.errors import InputError
 from ausil_lite.features import BACKBONES, ExtractionConfig
 from ausil_lite.search.collection import discover
 from ausil_lite.search.distributed import extract_on_cluster
@@ -41,6 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.index.exists() and not args.index.is_dir():
+        raise InputError(f"{args.index}: an existing file, not an index folder")
     found = discover(args.paths)
     store = FeatureStore(args.store or args.index / "features")
     if args.backbone is None and store.config_path.is_file():

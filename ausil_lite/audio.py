@@ -19,6 +19,7 @@ from ausil_lite.errors import (
     CorruptStreamError,
     CorruptStreamWarning,
     EmptyAudioError,
+    FolderGivenError,
     MissingFileError,
     NoAudioStreamError,
     NotMediaError,
@@ -41,6 +42,8 @@ def decode_audio(path: str | Path) -> tuple[np.ndarray, int]:
     A stream with nothing decodable raises :class:`CorruptStreamError`.
     """
     path = Path(path)
+    if path.is_dir():
+        raise FolderGivenError(path)
     if not path.is_file():
         raise MissingFileError(path)
     try:

@@ -23,7 +23,9 @@ def read_video_list(path: str | Path) -> list[tuple[str, Path]]:
         raise VideoListError(f"{path}: video list not found")
     items: list[tuple[str, Path]] = []
     seen: dict[str, int] = {}
-    text = path.read_bytes().decode("utf-8", errors="surrogateescape")  # the filesystem's own decoding of names
+    # utf-8-sig: a byte-order mark (Windows editors) is not part of the first id; surrogateescape: the
+    # filesystem's own decoding of names
+    text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):

@@ -93,3 +93,25 @@ def test_plain_misuse_is_one_line_and_exit_code_2(make_media, tmp_path, capsys):
                  "--per-query", str(taken / "ap.csv")])
     assert code == 2
     assert capsys.readouterr().err.strip() == f"ausil-lite evaluate: error: {taken}: File exists"
+
+
+def test_evaluate_says_what_it_left_out_and_fails_on_missing_queries(tmp_path, capsys):
+    sims, notes, ids = tmp_path / "s.json", tmp_path / "a.json", tmp_path / "ids.txt"
+    sims.write_text('{"q": {"a": 0.9, "b": 0.1}}')
+    notes.write_text('{"q": {"DA": ["a", "A1"]}, "lost": {"DA": ["b"]}}')
+    ids.write_text("q\na\nb\nlost\n")
+    args = ["evaluate", "--similarities", str(sims), "--annotations", str(notes), "--dataset-ids", str(ids)]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert "mAP=1.0000" in captured.out  # still printed, over the one query there is
+    assert f"1 relevant id(s) of 1 queries are not in {ids}" in captured.err and "query q: A1" in captured.err
+    assert f"1 of 2 annotated queries are missing from {sims} (e.g. lost)" in captured.err
+    assert main([*args, "--allow-missing-queries"]) == 0
+
+
+def test_a_list_starting_with_a_byte_order_mark_reads_its_first_id(make_media, tmp_path):
+    make_media("a.wav", noise(3.0))
+    listed = tmp_path / "videos.txt"
+    listed.write_text("a a.wav\n", encoding="utf-8-sig")  # as Windows Notepad saves UTF-8
+    assert main(["extract", "--videos", str(listed), "--output", str(tmp_path / "f"), "--workers", "0"]) == 0
+    assert FeatureStore(tmp_path / "f").ids() == ["a"]

@@ -71,6 +71,16 @@ def test_skipped_queries_are_reported_not_scored():
         evaluate(outside, {q: {"DA": ["a"]} for q in "xyz"}, ["DA"], DATASET)
 
 
+def test_unknown_relevant_ids_and_missing_queries_are_listed():
+    annotations = {"q": {"DA": ["a", "typo", "b"], "ND": ["other-typo"]}, "absent": {"DA": ["a"]}}
+    result = evaluate(SIMILARITIES, annotations, ["DA"], DATASET)
+    assert result.unknown_relevant == {"q": ["typo"]}  # an ND id outside the dataset is not relevant: not listed
+    assert result.missing_queries == ["absent"]
+    assert result.average_precisions["q"] == pytest.approx((1 / 1 + 2 / 3) / 2)  # a 1st, b 3rd; typo neither hit nor miss
+    removed = evaluate(SIMILARITIES, annotations, ["DA"], DATASET, convention="remove", available=["q", "a"])
+    assert removed.unknown_relevant == {"q": ["typo"]}  # b is a dataset id, removed as unavailable: not unknown
+
+
 def test_ties_keep_file_order_and_nan_raises():
     tie_first = {"q": {"a": 0.5, "n1": 0.5}}
     tie_second = {"q": {"n1": 0.5, "a": 0.5}}

@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--per-query", type=Path, default=None,
                    help="CSV of per-query APs (default: <similarities>.ap.csv next to the similarity file)")
     p.add_argument("--pr-curve", type=Path, default=None, help="also write the 21-point PR curve to this CSV")
+    p.add_argument("--allow-missing-queries", action="store_true",
+                   help="exit 0 even when annotated queries are missing from the similarities (default: exit 1, "
+                   "as the mAP is then over fewer queries)")
     p.set_defaults(run=run)
 
 
@@ -46,6 +49,11 @@ def run(args: argparse.Namespace) -> int:
     )
     for query, reason in result.skipped.items():
         print(f"WARNING: query {query} skipped: {reason}", file=sys.stderr)
+    if result.unknown_relevant:
+        count = sum(map(len, result.unknown_relevant.values()))
+        query, ids = next(iter(result.unknown_relevant.items()))
+        print(f"WARNING: {count} relevant id(s) of {len(result.unknown_relevant)} queries are not in {args.dataset_ids} "
+              f"and count neither as hits nor as misses (e.g. query {query}: {', '.join(ids[:5])})", file=sys.stderr)
     per_query = args.per_query or args.similarities.with_suffix(".ap.csv")
     per_query.parent.mkdir(parents=True, exist_ok=True)
     result.per_query().to_csv(per_query, index=False)
@@ -56,4 +64,10 @@ def run(args: argparse.Namespace) -> int:
           f"({len(result.skipped)} skipped)")
     print(f"mAP={result.mean_ap:.4f}")
     print(f"per-query APs: {per_query}")
+    missing = result.missing_queries
+    if missing and not args.allow_missing_queries:
+        print(f"ausil-lite evaluate: error: {len(missing)} of {len(result.skipped) + len(result.average_precisions)} "
+              f"annotated queries are missing from {args.similarities} (e.g. {', '.join(missing[:5])}), so the mAP "
+              "is over fewer queries; pass --allow-missing-queries to accept that", file=sys.stderr)
+        return 1
     return 0

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ausil_lite.errors import InputError
 from ausil_lite.features import BACKBONES, ExtractionConfig
 from ausil_lite.search.collection import discover
 from ausil_lite.search.distributed import extract_on_cluster
-from ausil_lite.search.index import VIDEOS, current_version, read_manifest, read_videos
+from ausil_lite.search.index import VIDEOS, current_version, read_manifest, read_videos, run_lock
 from ausil_lite.search.update import store_config, update_index
 from ausil_lite.store import DONE, FeatureStore, extract_videos
 
@@ -44,6 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.index.exists() and not args.index.is_dir():
         raise InputError(f"{args.index}: an existing file, not an index folder")
+    with run_lock(args.index, lambda text: print(text, file=sys.stderr, flush=True)):
+        return index_paths(args)
+
+
+def index_paths(args: argparse.Namespace) -> int:
+    """The work of one run, under the index's run lock (a concurrent run waits, then skips what this one did)."""
     found = discover(args.paths)
     store = FeatureStore(args.store or args.index / "features")
     if args.backbone is None and store.config_path.is_file():

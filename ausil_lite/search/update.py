@@ -34,6 +34,7 @@ from ausil_lite.search.index import (
     current_version,
     new_version_dir,
     publish,
+    remove_leftovers,
     write_shard,
     writer_lock,
 )
@@ -176,6 +177,7 @@ def update_index(
     started = time.perf_counter()
     root = Path(root)
     with writer_lock(root):
+        remove_leftovers(root)
         previous = SearchIndex.open(root) if current_version(root) else None
         old = previous.manifest if previous else {}
         if old and not rebuild:

@@ -162,3 +162,11 @@ def test_empty_and_wrong_width_feature_files_are_skipped_not_fatal(lists, tmp_pa
         assert f"wide.npy: descriptors of width 32, {whose}" in err
         assert "SKIPPED query qwide" in err and "SKIPPED database wide" in err
         assert {q: list(r) for q, r in read_similarities(out).items()} == {"q1": ["dup"], "q2": ["dup"]}
+
+
+def test_a_garbage_npy_is_called_what_it_is(lists, capsys):
+    code = main(["similarity", "--queries", str(lists / "queries.txt"), "--database", str(lists / "database.txt"),
+                 "--output", str(lists / "s.json"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "broken.npy: not a NumPy .npy file (it starts with b'not nu')" in err and "allow_pickle" not in err

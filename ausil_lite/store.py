@@ -8,12 +8,16 @@ Layout under ``root``::
     index.csv           id, source, duration (s), segments, status (ok | partial | failed), error
 
 Each finished video is written atomically and appended to the index at once, so a crash loses at
-most the video in flight, and a rerun skips what is done.
+most the video in flight, and a rerun skips what is done. A crash mid-append leaves a torn last row
+(no line end): it is left out when the index is read and cut off before the next append, so that
+video is extracted again. A feature file recorded as done but shorter than its header says (a crash
+before the file reached the disk) is extracted again too.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import multiprocessing
 import os
@@ -26,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import numpy.lib.format as npy_format
 import pandas as pd
 from tqdm import tqdm
 
@@ -59,12 +64,25 @@ class FeatureStore:
 
     @property
     def index(self) -> pd.DataFrame:
-        """The index, one row per id (the latest record wins when a video was retried)."""
-        if not self.index_path.is_file():
+        """The index, one row per id (the latest record wins when a video was retried), without a torn last row."""
+        complete = self._complete_rows()
+        if not complete:
             return pd.DataFrame(columns=INDEX_COLUMNS)
-        table = pd.read_csv(self.index_path, dtype={"id": str, "source": str, "error": str}, keep_default_na=False,
-                            encoding_errors=PATH_ERRORS)
+        try:
+            table = pd.read_csv(io.BytesIO(complete), dtype={"id": str, "source": str, "error": str},
+                                keep_default_na=False, encoding_errors=PATH_ERRORS)
+        except (ValueError, pd.errors.ParserError) as exc:
+            raise StoreError(f"{self.index_path}: unreadable store index ({exc})") from exc
+        if list(table.columns) != INDEX_COLUMNS:
+            raise StoreError(f"{self.index_path}: expected columns {INDEX_COLUMNS}, found {list(table.columns)}")
         return table.drop_duplicates("id", keep="last").reset_index(drop=True)
+
+    def _complete_rows(self) -> bytes:
+        """The index file's bytes up to its last line end: every row it holds whole."""
+        if not self.index_path.is_file():
+            return b""
+        data = self.index_path.read_bytes()
+        return data[: data.rfind(b"\n") + 1]
 
     def ids(self) -> list[str]:
         """Ids with stored descriptors, in the order they were extracted."""
@@ -78,7 +96,22 @@ class FeatureStore:
         path = self.feature_path(video_id)
         if not path.is_file():
             raise StoreError(f"{self.root}: no features for id {video_id!r}")
-        return np.load(path)
+        try:
+            return np.load(path)
+        except (OSError, EOFError, ValueError) as exc:
+            raise StoreError(f"{path}: damaged feature file ({exc}); a rerun of the extraction redoes it") from exc
+
+    def intact(self, video_id: str, segments: int) -> bool:
+        """Whether ``video_id``'s feature file is whole: the (``segments``, dims) its header declares, every byte there."""
+        try:
+            with open(self.feature_path(video_id), "rb") as f:
+                version = npy_format.read_magic(f)
+                read_header = {(1, 0): npy_format.read_array_header_1_0, (2, 0): npy_format.read_array_header_2_0}
+                shape, _, dtype = read_header[version](f)
+                size = f.tell() + int(np.prod(shape)) * dtype.itemsize
+                return len(shape) == 2 and shape[0] == segments and os.fstat(f.fileno()).st_size == size
+        except (OSError, ValueError, KeyError):  # missing, or a header cut short or not NumPy's
+            return False
 
     def mismatch(self, config: ExtractionConfig) -> str | None:
         """Why descriptors made with ``config`` do not belong here (None: a new store, or the same settings;
@@ -117,12 +150,13 @@ class FeatureStore:
             dupes = sorted({v for v in ids if ids.count(v) > 1})
             raise StoreError(f"duplicate ids in the video list: {dupes[:10]}")
         self.bind(config)
-        previous = self.index.set_index("id")["status"].to_dict() if self.index_path.is_file() else {}
+        table = self.index.set_index("id")
+        previous, segments = table["status"].to_dict(), table["segments"].to_dict()
         summary = ExtractionSummary()
         todo = []
         for vid, path in videos:
             status = previous.get(vid)
-            if (status in DONE and self.has(vid) and not self._source_changed(vid, path)) or (
+            if (status in DONE and self.intact(vid, segments[vid]) and not self._source_changed(vid, path)) or (
                 status == "failed" and not retry_failed
             ):
                 summary.skipped += 1
@@ -151,7 +185,10 @@ class FeatureStore:
 
     def _append(self, video_id, source, duration, segments, status, error) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        new = not self.index_path.is_file()
+        complete = self._complete_rows()
+        if self.index_path.is_file() and len(complete) < self.index_path.stat().st_size:
+            os.truncate(self.index_path, len(complete))  # a crash tore the last row: append after whole rows only
+        new = not complete
         with open(self.index_path, "a", newline="", encoding="utf-8", errors=PATH_ERRORS) as f:
             writer = csv.writer(f)
             if new:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 from ausil_lite.errors import InputError
 
@@ -36,8 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() else None
     try:
         return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        kept = " (finished videos stay stored; a rerun goes on from there)" if args.command in ("extract", "index") else ""
+        print(f"ausil-lite {args.command}: interrupted{kept}", file=sys.stderr)
+        return 130
     except InputError as exc:
         print(f"ausil-lite {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -48,6 +55,14 @@ def main(argv: list[str] | None = None) -> int:
         # misuse, to be told in one line, not a bug to show a traceback for
         print(f"ausil-lite {args.command}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGTERM (``timeout``, a scheduler) ends a command as Ctrl-C does: decode workers stopped, one line said."""
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

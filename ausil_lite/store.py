@@ -16,12 +16,16 @@ before the file reached the disk) is extracted again too.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections import deque
@@ -234,6 +238,18 @@ def _init_worker() -> None:
     import torch
 
     torch.set_num_threads(1)  # one core each: the parent runs the backbone on the others
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole terminal group: the parent ends us
+    threading.Thread(target=_exit_with_parent, daemon=True, name="exit-with-parent").start()
+
+
+def _exit_with_parent() -> None:
+    """Worker thread: end this process as soon as the one that started it is gone.
+
+    A parent killed outright (SIGKILL, or SIGTERM outside the command line) runs no cleanup, and its
+    decode workers, blocked on the task queue or busy with a long file, would live on for good.
+    """
+    multiprocessing.connection.wait([multiprocessing.parent_process().sentinel])
+    os._exit(1)
 
 
 def extract_videos(
@@ -255,19 +271,20 @@ def extract_videos(
     todo, summary = store.plan_extraction(videos, config, retry_failed)
     if todo:
         extractor = FeatureExtractor(config)
-        bar = tqdm(total=len(todo), desc="extract", unit="video", disable=not progress, file=sys.stderr)
-        for vid, path, result in _decoded(todo, workers):
-            if isinstance(result, AudioError):
-                summary.failed[vid] = str(result)
-                store.record_failure(vid, path, str(result))
-            else:
-                samples, note = result
-                store.save(vid, extractor.from_waveform(samples), path, len(samples) / SAMPLE_RATE, note)
-                summary.extracted += 1
-                summary.audio_seconds += len(samples) / SAMPLE_RATE
-            bar.set_postfix(failed=len(summary.failed))
-            bar.update()
-        bar.close()
+        # closing: an interruption in the loop ends the decode workers now, not when the generator is collected
+        with tqdm(total=len(todo), desc="extract", unit="video", disable=not progress, file=sys.stderr) as bar, \
+                contextlib.closing(_decoded(todo, workers)) as decoded:
+            for vid, path, result in decoded:
+                if isinstance(result, AudioError):
+                    summary.failed[vid] = str(result)
+                    store.record_failure(vid, path, str(result))
+                else:
+                    samples, note = result
+                    store.save(vid, extractor.from_waveform(samples), path, len(samples) / SAMPLE_RATE, note)
+                    summary.extracted += 1
+                    summary.audio_seconds += len(samples) / SAMPLE_RATE
+                bar.set_postfix(failed=len(summary.failed))
+                bar.update()
     summary.wall_seconds = time.perf_counter() - started
     return summary
 
@@ -283,23 +300,30 @@ def _decoded(todo: list[tuple[str, str]], workers: int):
         return
     # forkserver: children must not inherit the parent's OpenMP thread pool (fork can deadlock torch)
     context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
-        pending: deque[tuple[str, str, Future]] = deque()
-        items = iter(todo)
-        try:
-            while True:
-                while len(pending) < 2 * workers:  # bounded read-ahead keeps memory to a few waveforms
-                    nxt = next(items, None)
-                    if nxt is None:
-                        break
-                    pending.append((nxt[0], nxt[1], pool.submit(_decode, nxt[1])))
-                if not pending:
-                    return
-                vid, path, future = pending.popleft()
-                try:
-                    yield vid, path, future.result()
-                except AudioError as exc:
-                    yield vid, path, exc
-        finally:
-            for _, _, future in pending:
-                future.cancel()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker)
+    pending: deque[tuple[str, str, Future]] = deque()
+    items = iter(todo)
+    finished = False
+    try:
+        while True:
+            while len(pending) < 2 * workers:  # bounded read-ahead keeps memory to a few waveforms
+                nxt = next(items, None)
+                if nxt is None:
+                    break
+                pending.append((nxt[0], nxt[1], pool.submit(_decode, nxt[1])))
+            if not pending:
+                finished = True
+                return
+            vid, path, future = pending.popleft()
+            try:
+                yield vid, path, future.result()
+            except AudioError as exc:
+                yield vid, path, exc
+    finally:
+        if finished:
+            pool.shutdown(wait=True)
+        else:  # interrupted (Ctrl-C, SIGTERM, an error): end the decodes in flight now, not after them
+            # _processes is private, but the only handle on the workers before Python 3.14's terminate_workers()
+            for process in list((pool._processes or {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)

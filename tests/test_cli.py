@@ -115,3 +115,70 @@ def test_a_list_starting_with_a_byte_order_mark_reads_its_first_id(make_media, t
     listed.write_text("a a.wav\n", encoding="utf-8-sig")  # as Windows Notepad saves UTF-8
     assert main(["extract", "--videos", str(listed), "--output", str(tmp_path / "f"), "--workers", "0"]) == 0
     assert FeatureStore(tmp_path / "f").ids() == ["a"]
+
+
+def _descendants(pid: int) -> set[int]:
+    """Live processes started by ``pid``, their children, and so on (from /proc; zombies count as gone)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                alive.add(pid)
+        except OSError:
+            pass
+    return alive
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads processes from /proc")
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM", "Ctrl-C"])
+def test_decode_workers_end_with_their_parent_and_an_interrupt_is_one_line(make_media, tmp_path, how):
+    import signal
+    import time
+
+    make_media("long.wav", noise(20.0))
+    listed = tmp_path / "videos.txt"
+    listed.write_text("".join(f"v{i:03d} long.wav\n" for i in range(200)))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    run = subprocess.Popen([sys.executable, "-m", "ausil_lite.cli", "extract", "--videos", str(listed), "--output",
+                            str(tmp_path / "f"), "--workers", "2"], cwd=tmp_path, env=env, start_new_session=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not ((tmp_path / "f" / "index.csv").is_file() and len(_descendants(run.pid)) >= 3):
+            assert run.poll() is None and time.monotonic() < deadline, "the extraction ended before it was interrupted"
+            time.sleep(0.2)
+        workers = _descendants(run.pid)  # the forkserver and two decode workers
+        if how == "Ctrl-C":
+            os.killpg(run.pid, signal.SIGINT)  # a terminal sends it to the whole foreground group
+        else:
+            os.kill(run.pid, getattr(signal, how))
+        _, err = run.communicate(timeout=120)
+        deadline = time.monotonic() + 20
+        while _alive(workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(workers), f"orphaned decode workers: {_alive(workers)}"
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    if how != "SIGKILL":
+        assert run.returncode == 130
+        lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip() and not line.startswith("extract")]
+        assert lines == ["ausil-lite extract: interrupted (finished videos stay stored; a rerun goes on from there)"]

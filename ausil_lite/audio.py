@@ -80,8 +80,9 @@ def decode_audio(path: str | Path) -> tuple[np.ndarray, int]:
     if declared and decoded < declared - max(0.5, 0.05 * declared):
         problems.append(f"truncated: the container declares {declared:.2f} s")
     if problems and chunks:
+        of = f" of {declared:.2f} s ({min(decoded / declared, 1.0):.0%})" if declared else ""
         warnings.warn(
-            f"{path}: damaged audio, decoded {decoded:.2f} s: " + "; ".join(problems),
+            f"{path}: damaged audio, decoded {decoded:.2f} s{of}: " + "; ".join(problems),
             CorruptStreamWarning,
             stacklevel=2,
         )

@@ -4,12 +4,14 @@ exposes ``register(subparsers)``, which adds its parser and sets ``run`` (args -
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import signal
 import sys
 import threading
+import warnings
 
-from ausil_lite.errors import InputError
+from ausil_lite.errors import CorruptStreamWarning, InputError
 
 COMMANDS = [
     "ausil_lite.commands.extract",
@@ -39,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() else None
+    show_warning = warnings.showwarning
+    warnings.showwarning = functools.partial(_show_warning, show_warning)
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
@@ -56,8 +60,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ausil-lite {args.command}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2
     finally:
+        warnings.showwarning = show_warning
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _show_warning(otherwise, message, category, *args, **kwargs) -> None:
+    """A damaged input file (say a query decoded only in part) is a WARNING line for the user, not Python's
+    two-line warning with our source file and line; other warnings go to ``otherwise`` (Python's form)."""
+    if issubclass(category, CorruptStreamWarning):
+        print(f"WARNING: {message}", file=sys.stderr)
+    else:
+        otherwise(message, category, *args, **kwargs)
 
 
 def _interrupt(signum, frame) -> None:

@@ -208,20 +208,24 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 @dataclass
 class ExtractionSummary:
-    """What a batch did; ``failed`` maps id -> reason."""
+    """What a batch did; ``failed`` maps id -> reason, ``partial`` id -> what of its damaged audio was decoded
+    (those are stored, counted in ``extracted``, and searchable only in the part that decoded)."""
 
     extracted: int = 0
     skipped: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    partial: dict[str, str] = field(default_factory=dict)
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
 
     def __str__(self) -> str:
         speed = self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
         lines = [
-            f"extracted {self.extracted}, skipped {self.skipped} already done, failed {len(self.failed)}"
-            f" ({self.audio_seconds / 60:.1f} min of audio in {self.wall_seconds:.1f} s, {speed:.0f}x realtime)"
+            f"extracted {self.extracted} ({len(self.partial)} in part), skipped {self.skipped} already done, "
+            f"failed {len(self.failed)} ({self.audio_seconds / 60:.1f} min of audio in {self.wall_seconds:.1f} s, "
+            f"{speed:.0f}x realtime)"
         ]
+        lines += [f"  PARTIAL {vid}: {note}" for vid, note in self.partial.items()]
         lines += [f"  FAILED {vid}: {reason}" for vid, reason in self.failed.items()]
         return "\n".join(lines)
 
@@ -281,6 +285,8 @@ def extract_videos(
                 else:
                     samples, note = result
                     store.save(vid, extractor.from_waveform(samples), path, len(samples) / SAMPLE_RATE, note)
+                    if note:
+                        summary.partial[vid] = note
                     summary.extracted += 1
                     summary.audio_seconds += len(samples) / SAMPLE_RATE
                 bar.set_postfix(failed=len(summary.failed))

@@ -182,3 +182,23 @@ def test_decode_workers_end_with_their_parent_and_an_interrupt_is_one_line(make_
         assert run.returncode == 130
         lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip() and not line.startswith("extract")]
         assert lines == ["ausil-lite extract: interrupted (finished videos stay stored; a rerun goes on from there)"]
+
+
+def test_files_decoded_only_in_part_are_counted_named_and_set_the_exit_code(make_media, tmp_path, capsys):
+    make_media("disk/whole.wav", noise(6.0))
+    full = make_media("full.mkv", noise(8.0, seed=3)).read_bytes()
+    (tmp_path / "disk" / "cut.mkv").write_bytes(full[: len(full) // 2])  # a download that stopped half-way
+    listed = tmp_path / "videos.txt"
+    listed.write_text("whole disk/whole.wav\ncut disk/cut.mkv\n")
+    assert main(["extract", "--videos", str(listed), "--output", str(tmp_path / "f"), "--workers", "0"]) == 3
+    out = capsys.readouterr().out
+    assert "extracted 2 (1 in part)" in out and "failed 0" in out
+    assert "PARTIAL cut: " in out and "cut.mkv: damaged audio, decoded 3.9" in out and " of 8.05 s (4" in out
+    assert main(["extract", "--videos", str(listed), "--output", str(tmp_path / "f"), "--workers", "0"]) == 0  # done
+
+    assert main(["index", str(tmp_path / "disk"), "--index", str(tmp_path / "idx"), "--workers", "0"]) == 3
+    out = capsys.readouterr().out
+    assert "1 file(s) indexed in part" in out and f"PARTIAL {tmp_path / 'disk' / 'cut.mkv'}: damaged audio" in out
+    assert main(["query", str(tmp_path / "disk" / "cut.mkv"), "--index", str(tmp_path / "idx")]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"WARNING: {tmp_path / 'disk' / 'cut.mkv'}: damaged audio") and "Warning" not in err

@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Extract descriptors of every media file under PATHS (folders are walked; files are keyed "
         "by path, size and modification time, so unchanged files are skipped and edited ones re-indexed), "
         "then write a new version of the search index in DIR. A crash leaves the previous version in use. "
-        "Files that cannot be decoded are listed with their reason; exit code 1 when there were any.",
+        "Files that cannot be decoded are listed with their reason (exit code 1 when there were any), damaged files "
+        "indexed only in part with what decoded (exit code 3 when there were some and no failures).",
     )
     p.add_argument("paths", nargs="+", type=Path, metavar="PATHS", help="media files or folders")
     p.add_argument("--index", required=True, type=Path, help="index folder (created when missing)")
@@ -68,12 +69,14 @@ def index_paths(args: argparse.Namespace) -> int:
     todo = [(f.id, f.path) for f in found.files if f.id not in indexed]
     print(f"{len(found.files)} media files ({found.ignored} other files ignored); {len(found.files) - len(todo)} already indexed, "
           f"{len(todo)} to extract" + (f" on {args.scheduler}" if args.scheduler and todo else ""))
+    partial: dict[str, str] = {}  # id -> what of the damaged file decoded
     if todo:
         if args.scheduler:
             summary = extract_on_cluster(todo, store, config, args.scheduler, args.retry_failed)
         else:
             summary = extract_videos(todo, store, config, workers=args.workers, retry_failed=args.retry_failed)
         print(summary.__str__().splitlines()[0])
+        partial = summary.partial
     status = store.index.set_index("id")[["status", "error"]] if todo else None
     failed = {vid: status.at[vid, "error"] for vid, _ in todo if status.at[vid, "status"] not in DONE} if todo else {}
     ready = [f for f in found.files if f.id in indexed or f.id not in failed]
@@ -84,4 +87,8 @@ def index_paths(args: argparse.Namespace) -> int:
         print(f"{len(failed)} file(s) could not be indexed:")
         for vid, reason in failed.items():
             print(f"  FAILED {reason}" if str(paths[vid]) in reason else f"  FAILED {paths[vid]}: {reason}")
-    return 1 if failed else 0
+    if partial:
+        print(f"{len(partial)} file(s) indexed in part (damaged; only what decoded is searchable):")
+        for note in partial.values():
+            print(f"  PARTIAL {note}")
+    return 1 if failed else 3 if partial else 0

@@ -160,6 +160,7 @@ def test_decode_workers_end_with_their_parent_and_an_interrupt_is_one_line(make_
     run = subprocess.Popen([sys.executable, "-m", "ausil_lite.cli", "extract", "--videos", str(listed), "--output",
                             str(tmp_path / "f"), "--workers", "2"], cwd=tmp_path, env=env, start_new_session=True,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers: set[int] = set()
     try:
         deadline = time.monotonic() + 240
         while not ((tmp_path / "f" / "index.csv").is_file() and len(_descendants(run.pid)) >= 3):
@@ -178,6 +179,8 @@ def test_decode_workers_end_with_their_parent_and_an_interrupt_is_one_line(make_
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
+        for pid in _alive(workers):  # a failed check leaves no orphans behind
+            os.kill(pid, signal.SIGKILL)
     if how != "SIGKILL":
         assert run.returncode == 130
         lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip() and not line.startswith("extract")]

@@ -19,6 +19,7 @@ from ausil_lite.errors import (
     CorruptStreamError,
     CorruptStreamWarning,
     EmptyAudioError,
+    FolderGivenError,
     MissingFileError,
     NoAudioStreamError,
     NotMediaError,
@@ -41,6 +42,8 @@ def decode_audio(path: str | Path) -> tuple[np.ndarray, int]:
     A stream with nothing decodable raises :class:`CorruptStreamError`.
     """
     path = Path(path)
+    if path.is_dir():
+        raise FolderGivenError(path)
     if not path.is_file():
         raise MissingFileError(path)
     try:
@@ -77,8 +80,9 @@ def decode_audio(path: str | Path) -> tuple[np.ndarray, int]:
     if declared and decoded < declared - max(0.5, 0.05 * declared):
         problems.append(f"truncated: the container declares {declared:.2f} s")
     if problems and chunks:
+        of = f" of {declared:.2f} s ({min(decoded / declared, 1.0):.0%})" if declared else ""
         warnings.warn(
-            f"{path}: damaged audio, decoded {decoded:.2f} s: " + "; ".join(problems),
+            f"{path}: damaged audio, decoded {decoded:.2f} s{of}: " + "; ".join(problems),
             CorruptStreamWarning,
             stacklevel=2,
         )

@@ -30,6 +30,10 @@ class MissingFileError(AudioError, FileNotFoundError):
     reason = "file not found"
 
 
+class FolderGivenError(AudioError):
+    reason = "a folder, not a media file"
+
+
 class NotMediaError(AudioError):
     reason = "FFmpeg cannot open it as media (not a media file, or its header is truncated or corrupt)"
 

@@ -44,6 +44,8 @@ class EvaluationError(InputError, ValueError):
     """Inputs that leave nothing to evaluate (e.g. no query is in the dataset id list)."""
 
 
+MISSING_QUERY = "missing from the similarities"
+
 Similarities = Mapping[str, Mapping[str, float]]
 Annotations = Mapping[str, Mapping[str, Sequence[str]]]
 
@@ -92,6 +94,13 @@ class Evaluation:
     convention: str  # a key of CONVENTIONS
     relevant_labels: tuple[str, ...]
     skipped: dict[str, str] = field(default_factory=dict)  # query id -> why it was not evaluated
+    # query id -> its relevant ids that are not dataset ids (a typo, another id list): not counted, so said
+    unknown_relevant: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def missing_queries(self) -> list[str]:
+        """Annotated queries absent from the similarities: the mAP is over fewer queries than annotated."""
+        return [query for query, reason in self.skipped.items() if reason == MISSING_QUERY]
 
     def per_query(self) -> pd.DataFrame:
         """One row per evaluated query: ``query``, ``average_precision``, ``relevant``."""
@@ -108,6 +117,18 @@ class Evaluation:
         return pd.DataFrame({"recall": RECALL_LEVELS, "precision": self.precision_curve})
 
 
+def check_similarities(similarities: Similarities, source: str = "similarities") -> None:
+    """Raise :class:`FormatError` naming every entry that is not a finite number (NaN, Inf, text, null):
+    such a score cannot be ranked, and one NaN would silently reorder a whole query's results."""
+    bad = [(query, video, sim) for query, results in similarities.items() for video, sim in results.items()
+           if isinstance(sim, bool) or not isinstance(sim, (int, float)) or not math.isfinite(sim)]
+    if bad:
+        shown = "; ".join(f"query {q!r} -> {v!r}: {s!r}" for q, v, s in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise FormatError(f"{source}: {len(bad)} similarity entries are not finite numbers ({shown}{more}); "
+                          "rescore them (a NaN usually comes from non-finite descriptors)")
+
+
 def evaluate(
     similarities: Similarities,
     annotations: Annotations,
@@ -121,38 +142,43 @@ def evaluate(
     ``dataset`` lists every id of the benchmark (queries included). With ``convention="remove"``,
     ``available`` names the videos that were obtained (default: every id in ``similarities``, as
     queries or as results). Queries absent from the similarities or the dataset, or with no relevant
-    video left, are skipped as the reference does, and listed in ``Evaluation.skipped``.
+    video left, are skipped as the reference does, and listed in ``Evaluation.skipped``; relevant ids
+    that are not dataset ids are left out of the ground truth, as the reference does, and listed in
+    ``Evaluation.unknown_relevant``.
     """
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown convention {convention!r}; choose one of {sorted(CONVENTIONS)}")
     if available is not None and convention != "remove":
         raise ValueError("'available' applies only to the 'remove' convention")
     labels = tuple(relevant_labels)
-    universe = set(dataset)
+    known = set(dataset)
+    universe = set(known)
     if convention == "remove":
         if available is None:
             available = set(similarities).union(*(set(r) for r in similarities.values()))
         universe &= set(available)
 
+    check_similarities(similarities)
     aps: dict[str, float] = {}
     counts: dict[str, int] = {}
     curves: list[np.ndarray] = []
     skipped: dict[str, str] = {}
+    unknown: dict[str, list[str]] = {}
     for query, gt_sets in annotations.items():
         if query not in similarities:
-            skipped[query] = "missing from the similarities"
+            skipped[query] = MISSING_QUERY
             continue
         if query not in universe:
             skipped[query] = "not in the dataset" if convention == "keep" else "not in the available dataset"
             continue
-        relevant = {v for label in labels for v in gt_sets.get(label, ())} & universe
+        labelled = {v for label in labels for v in gt_sets.get(label, ())}
+        if labelled - known:
+            unknown[query] = sorted(labelled - known)
+        relevant = labelled & universe
         if not relevant:
             skipped[query] = f"no relevant videos with labels {','.join(labels)}"
             continue
         results = similarities[query]
-        for video, sim in results.items():
-            if not isinstance(sim, (int, float)) or math.isnan(sim):
-                raise ValueError(f"similarity of query {query!r} to {video!r} is not a number: {sim!r}")
         ranked = [
             (video, sim)
             for video, sim in sorted(results.items(), key=lambda item: item[1], reverse=True)
@@ -181,6 +207,7 @@ def evaluate(
         convention=convention,
         relevant_labels=labels,
         skipped=skipped,
+        unknown_relevant=unknown,
     )
 
 

@@ -3,7 +3,8 @@
 ``python -m ausil_lite.release`` (or ``make release``) builds the corpus (:mod:`ausil_lite.datasets.corpus`),
 trains the backbone self-supervised on it, draws AuSiL's training triplets from it with that backbone, trains
 whitening, attention and comparator, and exports the result into the package
-(:func:`ausil_lite.models.export_released_model`). The steps are the study's training chapter's
+(:func:`ausil_lite.models.export.export_released_model`, float16, the variant penalty calibrated on the training
+triplets), with the learning curves in the version's ``card/`` folder for the model card. The steps are the study's training chapter's
 (:mod:`ausil_lite.pipeline`) pointed at the corpus instead of DAVR-mini's training tracks, so both resume the
 same way: kill it at any moment and rerun the command; a finished step is reused. Progress (steps, loss,
 time left) shows in the terminal; learning curves go to CSV beside the checkpoints (``loss.csv``,
@@ -19,14 +20,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import platform
+import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from ausil_lite.datasets.corpus import CORPUS_MANIFEST, build_corpus, manifest_digest
+from ausil_lite.models.export import export_released_model
+from ausil_lite.models.released import MODELS_ROOT
 from ausil_lite.paths import data_root
 from ausil_lite.pipeline import PipelineConfig, extraction_config, train_backbone, train_model
+from ausil_lite.training import CURVE_FILE, load_triplet_source
 
 RELEASE_SIZES = dict(
     selfsup_epochs=16, selfsup_steps=100, selfsup_batch_size=16, selfsup_clip_s=120.0,
@@ -68,6 +76,8 @@ def train_release(run: ReleaseRun, log=print) -> dict:
     _, curve, triplets = train_model(run.pipeline, extraction, log)
     report = {
         "version": run.version,
+        "machine": f"{torch.get_num_threads()} CPU threads ({platform.processor() or platform.machine()})"
+        if not torch.cuda.is_available() else torch.cuda.get_device_name(),
         "corpus": {"manifest": CORPUS_MANIFEST.name, "manifest_sha1": manifest_digest(), "tracks": summary.tracks,
                    "hours": summary.hours, "hours_by_kind": summary.hours_by_kind,
                    "hours_by_package": summary.hours_by_package},
@@ -86,6 +96,26 @@ def train_release(run: ReleaseRun, log=print) -> dict:
     return report
 
 
+def export_release(run: ReleaseRun, report: dict, out_dir: Path | None = None) -> Path:
+    """Write the trained model into the package (``MODELS_ROOT/<version>``) with its learning curves in ``card/``.
+
+    The variant penalty is calibrated on the AuSiL network's own training triplets (never on an evaluation).
+    """
+    out = out_dir or MODELS_ROOT / run.version
+    ausil_dir = Path(report["ausil_dir"])
+    triplets = load_triplet_source(ausil_dir / f"triplets-{report['triplets']['key']}.npz")
+    card = out / "card"
+    kept = {p.name: p.read_bytes() for p in card.glob("*")} if card.is_dir() else {}  # evaluation figures stay
+    export_released_model(Path(report["backbone_weights"]), ausil_dir, out, run.version, None, report,
+                          calibration=triplets)
+    card.mkdir(exist_ok=True)
+    for name, data in kept.items():
+        (card / name).write_bytes(data)
+    shutil.copyfile(run.pipeline.selfsup_dir / "loss.csv", card / "selfsup_loss.csv")
+    shutil.copyfile(ausil_dir / CURVE_FILE, card / CURVE_FILE)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ausil_lite.release", description=__doc__.splitlines()[0])
     parser.add_argument("--version", default="ausil-lite-v1", help="name of the exported model (default ausil-lite-v1)")
@@ -95,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=RELEASE_SIZES["selfsup_steps"], help="self-supervised steps per epoch")
     args = parser.parse_args(argv)
     run = ReleaseRun.make(args.version, args.seed, args.device, selfsup_epochs=args.epochs, selfsup_steps=args.steps)
-    train_release(run)
+    out = export_release(run, train_release(run))
+    print(f"exported {run.version} to {out}; measure it with benchmarks/released_model.py --write-card")
     return 0
 
 

@@ -8,16 +8,24 @@ Layout under ``root``::
     index.csv           id, source, duration (s), segments, status (ok | partial | failed), error
 
 Each finished video is written atomically and appended to the index at once, so a crash loses at
-most the video in flight, and a rerun skips what is done.
+most the video in flight, and a rerun skips what is done. A crash mid-append leaves a torn last row
+(no line end): it is left out when the index is read and cut off before the next append, so that
+video is extracted again. A feature file recorded as done but shorter than its header says (a crash
+before the file reached the disk) is extracted again too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections import deque
@@ -26,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import numpy.lib.format as npy_format
 import pandas as pd
 from tqdm import tqdm
 
@@ -36,6 +45,9 @@ from ausil_lite.features import ExtractionConfig, FeatureExtractor, describe_ext
 
 INDEX_COLUMNS = ["id", "source", "duration", "segments", "status", "error"]
 DONE = ("ok", "partial")
+PATH_ERRORS = "surrogateescape"
+"""How text files holding paths encode them: a file name that is not valid UTF-8 (Python holds its bytes
+as lone surrogates) is written back as the same bytes, so the recorded source still opens the file."""
 
 
 class StoreError(InputError):
@@ -56,11 +68,25 @@ class FeatureStore:
 
     @property
     def index(self) -> pd.DataFrame:
-        """The index, one row per id (the latest record wins when a video was retried)."""
-        if not self.index_path.is_file():
+        """The index, one row per id (the latest record wins when a video was retried), without a torn last row."""
+        complete = self._complete_rows()
+        if not complete:
             return pd.DataFrame(columns=INDEX_COLUMNS)
-        table = pd.read_csv(self.index_path, dtype={"id": str, "source": str, "error": str}, keep_default_na=False)
+        try:
+            table = pd.read_csv(io.BytesIO(complete), dtype={"id": str, "source": str, "error": str},
+                                keep_default_na=False, encoding_errors=PATH_ERRORS)
+        except (ValueError, pd.errors.ParserError) as exc:
+            raise StoreError(f"{self.index_path}: unreadable store index ({exc})") from exc
+        if list(table.columns) != INDEX_COLUMNS:
+            raise StoreError(f"{self.index_path}: expected columns {INDEX_COLUMNS}, found {list(table.columns)}")
         return table.drop_duplicates("id", keep="last").reset_index(drop=True)
+
+    def _complete_rows(self) -> bytes:
+        """The index file's bytes up to its last line end: every row it holds whole."""
+        if not self.index_path.is_file():
+            return b""
+        data = self.index_path.read_bytes()
+        return data[: data.rfind(b"\n") + 1]
 
     def ids(self) -> list[str]:
         """Ids with stored descriptors, in the order they were extracted."""
@@ -74,7 +100,22 @@ class FeatureStore:
         path = self.feature_path(video_id)
         if not path.is_file():
             raise StoreError(f"{self.root}: no features for id {video_id!r}")
-        return np.load(path)
+        try:
+            return np.load(path)
+        except (OSError, EOFError, ValueError) as exc:
+            raise StoreError(f"{path}: damaged feature file ({exc}); a rerun of the extraction redoes it") from exc
+
+    def intact(self, video_id: str, segments: int) -> bool:
+        """Whether ``video_id``'s feature file is whole: the (``segments``, dims) its header declares, every byte there."""
+        try:
+            with open(self.feature_path(video_id), "rb") as f:
+                version = npy_format.read_magic(f)
+                read_header = {(1, 0): npy_format.read_array_header_1_0, (2, 0): npy_format.read_array_header_2_0}
+                shape, _, dtype = read_header[version](f)
+                size = f.tell() + int(np.prod(shape)) * dtype.itemsize
+                return len(shape) == 2 and shape[0] == segments and os.fstat(f.fileno()).st_size == size
+        except (OSError, ValueError, KeyError):  # missing, or a header cut short or not NumPy's
+            return False
 
     def mismatch(self, config: ExtractionConfig) -> str | None:
         """Why descriptors made with ``config`` do not belong here (None: a new store, or the same settings;
@@ -91,6 +132,8 @@ class FeatureStore:
 
     def bind(self, config: ExtractionConfig) -> None:
         """Record ``config`` in a new store, or check it matches the one the store was made with."""
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"{self.root}: an existing file, not a feature store folder")
         if self.config_path.is_file():
             if (why := self.mismatch(config)) is not None:
                 raise StoreError(f"{why}; use another --output folder")
@@ -112,12 +155,13 @@ class FeatureStore:
             dupes = sorted({v for v in ids if ids.count(v) > 1})
             raise StoreError(f"duplicate ids in the video list: {dupes[:10]}")
         self.bind(config)
-        previous = self.index.set_index("id")["status"].to_dict() if self.index_path.is_file() else {}
+        table = self.index.set_index("id")
+        previous, segments = table["status"].to_dict(), table["segments"].to_dict()
         summary = ExtractionSummary()
         todo = []
         for vid, path in videos:
             status = previous.get(vid)
-            if (status in DONE and self.has(vid) and not self._source_changed(vid, path)) or (
+            if (status in DONE and self.intact(vid, segments[vid]) and not self._source_changed(vid, path)) or (
                 status == "failed" and not retry_failed
             ):
                 summary.skipped += 1
@@ -146,8 +190,11 @@ class FeatureStore:
 
     def _append(self, video_id, source, duration, segments, status, error) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        new = not self.index_path.is_file()
-        with open(self.index_path, "a", newline="", encoding="utf-8") as f:
+        complete = self._complete_rows()
+        if self.index_path.is_file() and len(complete) < self.index_path.stat().st_size:
+            os.truncate(self.index_path, len(complete))  # a crash tore the last row: append after whole rows only
+        new = not complete
+        with open(self.index_path, "a", newline="", encoding="utf-8", errors=PATH_ERRORS) as f:
             writer = csv.writer(f)
             if new:
                 writer.writerow(INDEX_COLUMNS)
@@ -162,20 +209,24 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 @dataclass
 class ExtractionSummary:
-    """What a batch did; ``failed`` maps id -> reason."""
+    """What a batch did; ``failed`` maps id -> reason, ``partial`` id -> what of its damaged audio was decoded
+    (those are stored, counted in ``extracted``, and searchable only in the part that decoded)."""
 
     extracted: int = 0
     skipped: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    partial: dict[str, str] = field(default_factory=dict)
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
 
     def __str__(self) -> str:
         speed = self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
         lines = [
-            f"extracted {self.extracted}, skipped {self.skipped} already done, failed {len(self.failed)}"
-            f" ({self.audio_seconds / 60:.1f} min of audio in {self.wall_seconds:.1f} s, {speed:.0f}x realtime)"
+            f"extracted {self.extracted} ({len(self.partial)} in part), skipped {self.skipped} already done, "
+            f"failed {len(self.failed)} ({self.audio_seconds / 60:.1f} min of audio in {self.wall_seconds:.1f} s, "
+            f"{speed:.0f}x realtime)"
         ]
+        lines += [f"  PARTIAL {vid}: {note}" for vid, note in self.partial.items()]
         lines += [f"  FAILED {vid}: {reason}" for vid, reason in self.failed.items()]
         return "\n".join(lines)
 
@@ -192,6 +243,18 @@ def _init_worker() -> None:
     import torch
 
     torch.set_num_threads(1)  # one core each: the parent runs the backbone on the others
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole terminal group: the parent ends us
+    threading.Thread(target=_exit_with_parent, daemon=True, name="exit-with-parent").start()
+
+
+def _exit_with_parent() -> None:
+    """Worker thread: end this process as soon as the one that started it is gone.
+
+    A parent killed outright (SIGKILL, or SIGTERM outside the command line) runs no cleanup, and its
+    decode workers, blocked on the task queue or busy with a long file, would live on for good.
+    """
+    multiprocessing.connection.wait([multiprocessing.parent_process().sentinel])
+    os._exit(1)
 
 
 def extract_videos(
@@ -213,19 +276,22 @@ def extract_videos(
     todo, summary = store.plan_extraction(videos, config, retry_failed)
     if todo:
         extractor = FeatureExtractor(config)
-        bar = tqdm(total=len(todo), desc="extract", unit="video", disable=not progress, file=sys.stderr)
-        for vid, path, result in _decoded(todo, workers):
-            if isinstance(result, AudioError):
-                summary.failed[vid] = str(result)
-                store.record_failure(vid, path, str(result))
-            else:
-                samples, note = result
-                store.save(vid, extractor.from_waveform(samples), path, len(samples) / SAMPLE_RATE, note)
-                summary.extracted += 1
-                summary.audio_seconds += len(samples) / SAMPLE_RATE
-            bar.set_postfix(failed=len(summary.failed))
-            bar.update()
-        bar.close()
+        # closing: an interruption in the loop ends the decode workers now, not when the generator is collected
+        with tqdm(total=len(todo), desc="extract", unit="video", disable=not progress, file=sys.stderr) as bar, \
+                contextlib.closing(_decoded(todo, workers)) as decoded:
+            for vid, path, result in decoded:
+                if isinstance(result, AudioError):
+                    summary.failed[vid] = str(result)
+                    store.record_failure(vid, path, str(result))
+                else:
+                    samples, note = result
+                    store.save(vid, extractor.from_waveform(samples), path, len(samples) / SAMPLE_RATE, note)
+                    if note:
+                        summary.partial[vid] = note
+                    summary.extracted += 1
+                    summary.audio_seconds += len(samples) / SAMPLE_RATE
+                bar.set_postfix(failed=len(summary.failed))
+                bar.update()
     summary.wall_seconds = time.perf_counter() - started
     return summary
 
@@ -241,23 +307,30 @@ def _decoded(todo: list[tuple[str, str]], workers: int):
         return
     # forkserver: children must not inherit the parent's OpenMP thread pool (fork can deadlock torch)
     context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
-        pending: deque[tuple[str, str, Future]] = deque()
-        items = iter(todo)
-        try:
-            while True:
-                while len(pending) < 2 * workers:  # bounded read-ahead keeps memory to a few waveforms
-                    nxt = next(items, None)
-                    if nxt is None:
-                        break
-                    pending.append((nxt[0], nxt[1], pool.submit(_decode, nxt[1])))
-                if not pending:
-                    return
-                vid, path, future = pending.popleft()
-                try:
-                    yield vid, path, future.result()
-                except AudioError as exc:
-                    yield vid, path, exc
-        finally:
-            for _, _, future in pending:
-                future.cancel()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker)
+    pending: deque[tuple[str, str, Future]] = deque()
+    items = iter(todo)
+    finished = False
+    try:
+        while True:
+            while len(pending) < 2 * workers:  # bounded read-ahead keeps memory to a few waveforms
+                nxt = next(items, None)
+                if nxt is None:
+                    break
+                pending.append((nxt[0], nxt[1], pool.submit(_decode, nxt[1])))
+            if not pending:
+                finished = True
+                return
+            vid, path, future = pending.popleft()
+            try:
+                yield vid, path, future.result()
+            except AudioError as exc:
+                yield vid, path, exc
+    finally:
+        if finished:
+            pool.shutdown(wait=True)
+        else:  # interrupted (Ctrl-C, SIGTERM, an error): end the decodes in flight now, not after them
+            # _processes is private, but the only handle on the workers before Python 3.14's terminate_workers()
+            for process in list((pool._processes or {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)

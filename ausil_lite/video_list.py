@@ -1,7 +1,8 @@
 """The original's video list format: one ``id path`` pair per line.
 
 Paths may contain spaces (the id ends at the first whitespace); relative paths are read against the
-list file's folder, so a list travels with its media.
+list file's folder, so a list travels with its media. A path that is not valid UTF-8 (a name copied
+from a disk with another encoding) is kept as the bytes it is, so it still opens that file.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ def read_video_list(path: str | Path) -> list[tuple[str, Path]]:
         raise VideoListError(f"{path}: video list not found")
     items: list[tuple[str, Path]] = []
     seen: dict[str, int] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    # utf-8-sig: a byte-order mark (Windows editors) is not part of the first id; surrogateescape: the
+    # filesystem's own decoding of names
+    text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
+    for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue

@@ -9,6 +9,7 @@ from ausil_lite.errors import (
     CorruptStreamError,
     CorruptStreamWarning,
     EmptyAudioError,
+    FolderGivenError,
     MissingFileError,
     NoAudioStreamError,
     NotMediaError,
@@ -48,6 +49,12 @@ def test_resampling_from_other_rates(make_media):
 def test_missing_file_names_it(tmp_path):
     with pytest.raises(MissingFileError, match="nothere.mp4"):
         load_audio(tmp_path / "nothere.mp4")
+
+
+def test_folder_given_as_a_video_says_so(tmp_path):
+    (tmp_path / "clips.mp4").mkdir()
+    with pytest.raises(FolderGivenError, match="clips.mp4: a folder, not a media file"):
+        load_audio(tmp_path / "clips.mp4")
 
 
 def test_not_media_names_it(tmp_path):

@@ -60,6 +60,27 @@ def test_browser_check_names_console_errors_exceptions_and_offsite_requests():
     ]
 
 
+def test_browser_check_server_is_quiet_when_the_browser_drops_a_download(tmp_path, capfd):
+    import socket
+    import struct
+    import time
+
+    check = load_browser_check()
+    (tmp_path / "big.bin").write_bytes(bytes(32 * 2**20))
+    server = check.serve(tmp_path)
+    try:
+        for _ in range(3):
+            client = socket.create_connection(server.server_address)
+            client.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            client.recv(1024)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset, as a navigation does
+            client.close()
+        time.sleep(1.0)
+    finally:
+        server.shutdown()
+    assert "Traceback" not in capfd.readouterr().err
+
+
 @pytest.mark.skipif(not CHROMIUM.is_file(), reason="Debian chromium not installed (tools/system_packages.sh)")
 def test_browser_check_fails_a_page_with_a_broken_figure_and_a_script_error(tmp_path):
     check = load_browser_check()

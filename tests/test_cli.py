@@ -1,7 +1,11 @@
 import argparse
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 import numpy as np
 
@@ -11,6 +15,8 @@ from ausil_lite.features import ExtractionConfig, FeatureExtractor
 from ausil_lite.models.released import RELEASED_VERSION
 from ausil_lite.store import FeatureStore
 from tests.conftest import noise, tone
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_help_documents_every_command():
@@ -66,3 +72,177 @@ def test_the_default_model_is_the_released_one(released_model, make_media, tmp_p
     assert json.loads(store.config_path.read_text())["config"]["model_version"] == RELEASED_VERSION
     released = FeatureExtractor(ExtractionConfig(backbone="released", device="cpu")).from_file(tmp_path / "q.wav")
     np.testing.assert_allclose(store.load("q"), released, atol=1e-6)
+
+
+def _run_cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    """The CLI in a child whose stdout is strict UTF-8, as on a desktop's en_US.UTF-8 locale."""
+    env = dict(os.environ, PYTHONIOENCODING="utf-8", PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "ausil_lite.cli", *args], capture_output=True, cwd=cwd, env=env,
+                          timeout=300)
+
+
+def test_file_names_that_are_not_utf8_are_indexed_and_extracted(make_media, tmp_path):
+    folder = tmp_path / "disk"
+    make_media("disk/plain.wav", noise(3.0))
+    make_media("disk/odd.wav", noise(3.0, seed=5))
+    odd = os.fsencode(folder) + b"/caf\xe9 \xff.wav"  # Latin-1 bytes, as copied from an old disk
+    try:
+        os.rename(os.fsencode(folder / "odd.wav"), odd)
+    except OSError:
+        pytest.skip("this filesystem only takes UTF-8 names")
+    (tmp_path / "bad.mp4").write_bytes(b"not media" * 50)
+    os.rename(os.fsencode(tmp_path / "bad.mp4"), os.fsencode(folder) + b"/bad \xff.mp4")
+    done = _run_cli("index", str(folder), "--index", str(tmp_path / "idx"), "--workers", "0", "--backbone", "random",
+                    cwd=tmp_path)
+    assert done.returncode == 1, done.stderr.decode(errors="replace")  # the bad file, named with its reason
+    assert b"added 2" in done.stdout and b"FAILED " in done.stdout and b"bad \\udcff.mp4: FFmpeg" in done.stdout
+    videos = (tmp_path / "idx" / "versions" / "v000001" / "videos.csv").read_bytes()
+    assert odd in videos  # the source recorded as the bytes that open it
+    listed = tmp_path / "videos.txt"
+    listed.write_bytes(b"plain disk/plain.wav\nodd " + odd + b"\n")
+    done = _run_cli("extract", "--videos", str(listed), "--output", str(tmp_path / "f"), "--workers", "1",
+                    "--backbone", "random", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert FeatureStore(tmp_path / "f").ids() == ["plain", "odd"]
+
+
+def test_plain_misuse_is_one_line_and_exit_code_2(make_media, tmp_path, capsys):
+    make_media("a.wav", noise(3.0))
+    (tmp_path / "videos.txt").write_text("a a.wav\n")
+    taken = tmp_path / "taken.txt"
+    taken.write_text("a file, not a folder\n")
+    assert main(["extract", "--videos", str(tmp_path / "videos.txt"), "--output", str(taken)]) == 2
+    assert f"{taken}: an existing file, not a feature store folder" in capsys.readouterr().err
+    assert main(["index", str(tmp_path / "a.wav"), "--index", str(taken)]) == 2
+    assert f"error: {taken}: an existing file, not an index folder" in capsys.readouterr().err
+    for top in ("0", "-1", "many"):
+        with pytest.raises(SystemExit) as exited:
+            main(["query", str(tmp_path / "a.wav"), "--index", str(tmp_path), "--top", top])
+        assert exited.value.code == 2
+        err = capsys.readouterr().err
+        assert "argument --top" in err and "Traceback" not in err
+    sims, notes, ids = tmp_path / "s.json", tmp_path / "a.json", tmp_path / "ids.txt"
+    sims.write_text('{"q": {"a": 0.9, "b": 0.1}}')
+    notes.write_text('{"q": {"DA": ["a"]}}')
+    ids.write_text("q\na\nb\n")
+    code = main(["evaluate", "--similarities", str(sims), "--annotations", str(notes), "--dataset-ids", str(ids),
+                 "--per-query", str(taken / "ap.csv")])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == f"ausil-lite evaluate: error: {taken}: File exists"
+
+
+def test_evaluate_says_what_it_left_out_and_fails_on_missing_queries(tmp_path, capsys):
+    sims, notes, ids = tmp_path / "s.json", tmp_path / "a.json", tmp_path / "ids.txt"
+    sims.write_text('{"q": {"a": 0.9, "b": 0.1}}')
+    notes.write_text('{"q": {"DA": ["a", "A1"]}, "lost": {"DA": ["b"]}}')
+    ids.write_text("q\na\nb\nlost\n")
+    args = ["evaluate", "--similarities", str(sims), "--annotations", str(notes), "--dataset-ids", str(ids)]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert "mAP=1.0000" in captured.out  # still printed, over the one query there is
+    assert f"1 relevant id(s) of 1 queries are not in {ids}" in captured.err and "query q: A1" in captured.err
+    assert f"1 of 2 annotated queries are missing from {sims} (e.g. lost)" in captured.err
+    assert main([*args, "--allow-missing-queries"]) == 0
+
+
+def test_a_list_starting_with_a_byte_order_mark_reads_its_first_id(make_media, tmp_path):
+    make_media("a.wav", noise(3.0))
+    listed = tmp_path / "videos.txt"
+    listed.write_text("a a.wav\n", encoding="utf-8-sig")  # as Windows Notepad saves UTF-8
+    assert main(["extract", "--videos", str(listed), "--output", str(tmp_path / "f"), "--workers", "0",
+                 "--backbone", "random"]) == 0
+    assert FeatureStore(tmp_path / "f").ids() == ["a"]
+
+
+def _descendants(pid: int) -> set[int]:
+    """Live processes started by ``pid``, their children, and so on (from /proc; zombies count as gone)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                alive.add(pid)
+        except OSError:
+            pass
+    return alive
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads processes from /proc")
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM", "Ctrl-C"])
+def test_decode_workers_end_with_their_parent_and_an_interrupt_is_one_line(make_media, tmp_path, how):
+    import signal
+    import time
+
+    make_media("long.wav", noise(20.0))
+    listed = tmp_path / "videos.txt"
+    listed.write_text("".join(f"v{i:03d} long.wav\n" for i in range(200)))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    run = subprocess.Popen([sys.executable, "-m", "ausil_lite.cli", "extract", "--videos", str(listed), "--output",
+                            str(tmp_path / "f"), "--workers", "2", "--backbone", "random"], cwd=tmp_path, env=env,
+                           start_new_session=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 240
+        while not ((tmp_path / "f" / "index.csv").is_file() and len(_descendants(run.pid)) >= 3):
+            if run.poll() is not None:
+                pytest.fail(f"the extraction ended (code {run.returncode}) before it was interrupted: {run.stderr.read()[-2000:]}")
+            assert time.monotonic() < deadline, "no stored video and decode workers within 240 s"
+            time.sleep(0.2)
+        workers = _descendants(run.pid)  # the forkserver and two decode workers
+        if how == "Ctrl-C":
+            os.killpg(run.pid, signal.SIGINT)  # a terminal sends it to the whole foreground group
+        else:
+            os.kill(run.pid, getattr(signal, how))
+        _, err = run.communicate(timeout=120)
+        deadline = time.monotonic() + 20
+        while _alive(workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(workers), f"orphaned decode workers: {_alive(workers)}"
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+        for pid in _alive(workers):  # a failed check leaves no orphans behind
+            os.kill(pid, signal.SIGKILL)
+    if how != "SIGKILL":
+        assert run.returncode == 130
+        lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip() and not line.startswith("extract")]
+        assert lines == ["ausil-lite extract: interrupted (finished videos stay stored; a rerun goes on from there)"]
+
+
+def test_files_decoded_only_in_part_are_counted_named_and_set_the_exit_code(make_media, tmp_path, capsys):
+    make_media("disk/whole.wav", noise(6.0))
+    full = make_media("full.mkv", noise(8.0, seed=3)).read_bytes()
+    (tmp_path / "disk" / "cut.mkv").write_bytes(full[: len(full) // 2])  # a download that stopped half-way
+    listed = tmp_path / "videos.txt"
+    listed.write_text("whole disk/whole.wav\ncut disk/cut.mkv\n")
+    random = ["--backbone", "random"]  # reliability, not a model, is tested: the smallest backbone there is
+    assert main(["extract", "--videos", str(listed), "--output", str(tmp_path / "f"), "--workers", "0", *random]) == 3
+    out = capsys.readouterr().out
+    assert "extracted 2 (1 in part)" in out and "failed 0" in out
+    assert "PARTIAL cut: " in out and "cut.mkv: damaged audio, decoded 3.9" in out and " of 8.05 s (4" in out
+    assert main(["extract", "--videos", str(listed), "--output", str(tmp_path / "f"), "--workers", "0", *random]) == 0
+
+    assert main(["index", str(tmp_path / "disk"), "--index", str(tmp_path / "idx"), "--workers", "0", *random]) == 3
+    out = capsys.readouterr().out
+    assert "1 file(s) indexed in part" in out and f"PARTIAL {tmp_path / 'disk' / 'cut.mkv'}: damaged audio" in out
+    assert main(["query", str(tmp_path / "disk" / "cut.mkv"), "--index", str(tmp_path / "idx")]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"WARNING: {tmp_path / 'disk' / 'cut.mkv'}: damaged audio") and "Warning" not in err

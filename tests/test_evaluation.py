@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from ausil_lite.datasets.benchmark import read_annotation_json, read_id_list
+from ausil_lite.errors import InputError
 from ausil_lite.evaluation import (
     CONVENTIONS,
     RECALL_LEVELS,
@@ -70,14 +71,34 @@ def test_skipped_queries_are_reported_not_scored():
         evaluate(outside, {q: {"DA": ["a"]} for q in "xyz"}, ["DA"], DATASET)
 
 
+def test_unknown_relevant_ids_and_missing_queries_are_listed():
+    annotations = {"q": {"DA": ["a", "typo", "b"], "ND": ["other-typo"]}, "absent": {"DA": ["a"]}}
+    result = evaluate(SIMILARITIES, annotations, ["DA"], DATASET)
+    assert result.unknown_relevant == {"q": ["typo"]}  # an ND id outside the dataset is not relevant: not listed
+    assert result.missing_queries == ["absent"]
+    assert result.average_precisions["q"] == pytest.approx((1 / 1 + 2 / 3) / 2)  # a 1st, b 3rd; typo neither hit nor miss
+    removed = evaluate(SIMILARITIES, annotations, ["DA"], DATASET, convention="remove", available=["q", "a"])
+    assert removed.unknown_relevant == {"q": ["typo"]}  # b is a dataset id, removed as unavailable: not unknown
+
+
 def test_ties_keep_file_order_and_nan_raises():
     tie_first = {"q": {"a": 0.5, "n1": 0.5}}
     tie_second = {"q": {"n1": 0.5, "a": 0.5}}
     gt = {"q": {"DA": ["a"]}}
     assert evaluate(tie_first, gt, ["DA"], ["q", "a", "n1"]).mean_ap == 1.0
     assert evaluate(tie_second, gt, ["DA"], ["q", "a", "n1"]).mean_ap == 0.5
-    with pytest.raises(ValueError, match="not a number"):
+    with pytest.raises(ValueError, match="not finite numbers"):
         evaluate({"q": {"a": float("nan")}}, gt, ["DA"], ["q", "a"])
+
+
+def test_non_finite_similarities_are_named_input_errors():
+    sims = {"q": {"a": 0.9, "b": float("inf"), "c": float("nan")}, "r": {"a": "high", "b": None}}
+    with pytest.raises(InputError) as caught:
+        evaluate(sims, {"q": {"DA": ["a"]}}, ["DA"], ["q", "r", "a", "b", "c"])
+    message = str(caught.value)
+    assert "4 similarity entries" in message
+    for entry in ("'q' -> 'b': inf", "'q' -> 'c': nan", "'r' -> 'a': 'high'", "'r' -> 'b': None"):
+        assert entry in message
 
 
 def test_interpolated_precision_by_hand():

@@ -105,3 +105,39 @@ def test_store_refuses_another_released_model_version_naming_both(tmp_path):
     with pytest.raises(StoreError, match="made with the released model ausil-lite-v0, asked for the released model ausil-lite-v1"):
         store.bind(ExtractionConfig(backbone="released", model_version="ausil-lite-v1"))
     assert "asked for the random backbone (seed 0)" in store.mismatch(ExtractionConfig())
+
+
+def test_a_torn_last_index_row_is_dropped_and_its_video_extracted_again(videos, tmp_path):
+    store = FeatureStore(tmp_path / "store")
+    extract_videos(videos[:2], store, workers=0, progress=False)
+    whole = store.index_path.read_bytes()
+    with open(store.index_path, "ab") as f:
+        f.write(f"v2,{videos[3][1]},4.0,3,o".encode())  # the machine went down mid-append
+    assert store.index["id"].tolist() == ["v0", "v1"]
+    summary = extract_videos(videos[:4], store, workers=0, progress=False)
+    assert summary.extracted == 1 and summary.skipped == 2 and set(summary.failed) == {"bad"}
+    assert store.index_path.read_bytes().startswith(whole)
+    assert store.index["id"].tolist() == ["v0", "v1", "bad", "v2"] and store.index["status"].tolist()[-1] == "ok"
+
+
+def test_a_feature_file_cut_short_is_extracted_again(videos, tmp_path):
+    store = FeatureStore(tmp_path / "store")
+    extract_videos(videos[:2], store, workers=0, progress=False)
+    whole = store.load("v1")
+    path = store.feature_path("v1")
+    path.write_bytes(path.read_bytes()[:-1000])  # renamed into place before its data reached the disk
+    with pytest.raises(StoreError, match="v1.npy: damaged feature file"):
+        store.load("v1")
+    assert not store.intact("v1", len(whole)) and store.intact("v0", len(store.load("v0")))
+    summary = extract_videos(videos[:2], store, workers=0, progress=False)
+    assert summary.extracted == 1 and summary.skipped == 1
+    assert np.array_equal(store.load("v1"), whole)
+
+
+def test_an_index_mangled_mid_file_is_a_named_error(videos, tmp_path):
+    store = FeatureStore(tmp_path / "store")
+    extract_videos(videos[:2], store, workers=0, progress=False)
+    lines = store.index_path.read_text().splitlines(keepends=True)
+    store.index_path.write_text(lines[0] + '"v0,unterminated quote\n' + "".join(lines[1:]))
+    with pytest.raises(StoreError, match="index.csv: unreadable store index"):
+        extract_videos(videos[:2], store, workers=0, progress=False)

@@ -163,7 +163,15 @@ def serve(directory: Path) -> http.server.ThreadingHTTPServer:
         def log_message(self, *args) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory)))
+    class Server(http.server.ThreadingHTTPServer):
+        def handle_error(self, request, client_address) -> None:
+            # Chromium drops a connection it no longer needs (a page navigated away mid-download): the
+            # server's traceback would say nothing about the book; a resource that failed to load is
+            # caught by the page checks instead
+            if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+                super().handle_error(request, client_address)
+
+    server = Server(("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ausil_lite.datasets.benchmark import read_annotation_json, read_id_list
-from ausil_lite.evaluation import CONVENTIONS, evaluate, read_similarities
+from ausil_lite.evaluation import CONVENTIONS, check_similarities, evaluate, read_similarities
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,13 +29,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--per-query", type=Path, default=None,
                    help="CSV of per-query APs (default: <similarities>.ap.csv next to the similarity file)")
     p.add_argument("--pr-curve", type=Path, default=None, help="also write the 21-point PR curve to this CSV")
+    p.add_argument("--allow-missing-queries", action="store_true",
+                   help="exit 0 even when annotated queries are missing from the similarities (default: exit 1, "
+                   "as the mAP is then over fewer queries)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     labels = [label for label in args.relevant_labels.split(",") if label]
+    similarities = read_similarities(args.similarities)
+    check_similarities(similarities, str(args.similarities))
     result = evaluate(
-        read_similarities(args.similarities),
+        similarities,
         read_annotation_json(args.annotations),
         labels,
         read_id_list(args.dataset_ids),
@@ -44,6 +49,11 @@ def run(args: argparse.Namespace) -> int:
     )
     for query, reason in result.skipped.items():
         print(f"WARNING: query {query} skipped: {reason}", file=sys.stderr)
+    if result.unknown_relevant:
+        count = sum(map(len, result.unknown_relevant.values()))
+        query, ids = next(iter(result.unknown_relevant.items()))
+        print(f"WARNING: {count} relevant id(s) of {len(result.unknown_relevant)} queries are not in {args.dataset_ids} "
+              f"and count neither as hits nor as misses (e.g. query {query}: {', '.join(ids[:5])})", file=sys.stderr)
     per_query = args.per_query or args.similarities.with_suffix(".ap.csv")
     per_query.parent.mkdir(parents=True, exist_ok=True)
     result.per_query().to_csv(per_query, index=False)
@@ -54,4 +64,10 @@ def run(args: argparse.Namespace) -> int:
           f"({len(result.skipped)} skipped)")
     print(f"mAP={result.mean_ap:.4f}")
     print(f"per-query APs: {per_query}")
+    missing = result.missing_queries
+    if missing and not args.allow_missing_queries:
+        print(f"ausil-lite evaluate: error: {len(missing)} of {len(result.skipped) + len(result.average_precisions)} "
+              f"annotated queries are missing from {args.similarities} (e.g. {', '.join(missing[:5])}), so the mAP "
+              "is over fewer queries; pass --allow-missing-queries to accept that", file=sys.stderr)
+        return 1
     return 0

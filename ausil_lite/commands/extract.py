@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="extract AuSiL audio descriptors for a list of videos (resumable)",
         description="Decode each video's audio track, compute 2-s segment MAC descriptors and store them "
         "under OUTPUT (features/<id>.npy + index.csv). A rerun skips finished ids; bad files are recorded "
-        "with their reason and the batch goes on. Exit code 0 when every video is stored, 1 when some failed. "
+        "with their reason and the batch goes on; damaged files of which only a part decoded are stored and listed "
+        "as PARTIAL. Exit code 0 when every video is stored whole, 1 when some failed, 3 when none failed but some "
+        "were stored in part. "
         + DEFAULT_HELP,
     )
     p.add_argument("--videos", required=True, help="text file of 'id path' lines (the original's format)")
@@ -36,4 +38,4 @@ def run(args: argparse.Namespace) -> int:
     require_model(config)
     summary = extract_videos(videos, FeatureStore(args.output), config, workers=args.workers, retry_failed=args.retry_failed)
     print(summary)
-    return 1 if summary.failed else 0
+    return 1 if summary.failed else 3 if summary.partial else 0

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ausil_lite.commands.model_choice import DEFAULT_HELP, add_backbone_options, extraction_choice, require_model, scoring_model
+from ausil_lite.errors import InputError
 from ausil_lite.search.collection import discover
 from ausil_lite.search.distributed import extract_on_cluster
-from ausil_lite.search.index import VIDEOS, current_version, read_manifest, read_videos
+from ausil_lite.search.index import VIDEOS, current_version, read_manifest, read_videos, run_lock
 from ausil_lite.search.update import store_config, update_index
 from ausil_lite.store import DONE, FeatureStore, extract_videos
 
@@ -20,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Extract descriptors of every media file under PATHS (folders are walked; files are keyed "
         "by path, size and modification time, so unchanged files are skipped and edited ones re-indexed), "
         "then write a new version of the search index in DIR. A crash leaves the previous version in use. "
-        "Files that cannot be decoded are listed with their reason; exit code 1 when there were any. "
+        "Files that cannot be decoded are listed with their reason (exit code 1 when there were any), damaged files "
+        "indexed only in part with what decoded (exit code 3 when there were some and no failures). "
         + DEFAULT_HELP,
     )
     p.add_argument("paths", nargs="+", type=Path, metavar="PATHS", help="media files or folders")
@@ -40,6 +43,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.index.exists() and not args.index.is_dir():
+        raise InputError(f"{args.index}: an existing file, not an index folder")
+    with run_lock(args.index, lambda text: print(text, file=sys.stderr, flush=True)):
+        return index_paths(args)
+
+
+def index_paths(args: argparse.Namespace) -> int:
+    """The work of one run, under the index's run lock (a concurrent run waits, then skips what this one did)."""
     found = discover(args.paths)
     store = FeatureStore(args.store or args.index / "features")
     given = args.backbone is not None or args.weights is not None
@@ -58,12 +69,14 @@ def run(args: argparse.Namespace) -> int:
     todo = [(f.id, f.path) for f in found.files if f.id not in indexed]
     print(f"{len(found.files)} media files ({found.ignored} other files ignored); {len(found.files) - len(todo)} already indexed, "
           f"{len(todo)} to extract" + (f" on {args.scheduler}" if args.scheduler and todo else ""))
+    partial: dict[str, str] = {}  # id -> what of the damaged file decoded
     if todo:
         if args.scheduler:
             summary = extract_on_cluster(todo, store, config, args.scheduler, args.retry_failed)
         else:
             summary = extract_videos(todo, store, config, workers=args.workers, retry_failed=args.retry_failed)
         print(summary.__str__().splitlines()[0])
+        partial = summary.partial
     status = store.index.set_index("id")[["status", "error"]] if todo else None
     failed = {vid: status.at[vid, "error"] for vid, _ in todo if status.at[vid, "status"] not in DONE} if todo else {}
     ready = [f for f in found.files if f.id in indexed or f.id not in failed]
@@ -74,4 +87,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(failed)} file(s) could not be indexed:")
         for vid, reason in failed.items():
             print(f"  FAILED {reason}" if str(paths[vid]) in reason else f"  FAILED {paths[vid]}: {reason}")
-    return 1 if failed else 0
+    if partial:
+        print(f"{len(partial)} file(s) indexed in part (damaged; only what decoded is searchable):")
+        for note in partial.values():
+            print(f"  PARTIAL {note}")
+    return 1 if failed else 3 if partial else 0

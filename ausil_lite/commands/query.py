@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ausil_lite.commands.argument_types import positive_int
 from ausil_lite.errors import InputError
 from ausil_lite.models.released import RELEASED_VERSION
 from ausil_lite.search.index import SearchIndex
@@ -25,10 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("video", type=Path, metavar="VIDEO", help="query media file (or a stored .npy of descriptors)")
     p.add_argument("--index", required=True, type=Path, help="index folder written by `ausil-lite index`")
-    p.add_argument("--top", type=int, default=20, help="matches listed (default: 20)")
+    p.add_argument("--top", type=positive_int, default=20, help="matches listed (default: 20)")
     p.add_argument("--threshold", type=float, default=None, help="list only matches scoring at least this")
-    p.add_argument("--candidates", type=int, default=100, help="videos stage 1 passes to reranking (default: 100)")
-    p.add_argument("--nprobe", type=int, default=QueryConfig.nprobe,
+    p.add_argument("--candidates", type=positive_int, default=100, help="videos stage 1 passes to reranking (default: 100)")
+    p.add_argument("--nprobe", type=positive_int, default=QueryConfig.nprobe,
                    help="inverted lists scanned per segment (large indexes; more: slower, fewer misses)")
     p.add_argument("--model", type=Path, default=None,
                    help="rerank with this model (default: the index's own: the released model unless the index was built "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -21,6 +22,7 @@ from tqdm import tqdm
 
 from ausil_lite.audio import load_audio
 from ausil_lite.commands.model_choice import DEFAULT_HELP, add_backbone_options, extraction_choice, scoring_model
+from ausil_lite.descriptor_files import DescriptorFileError, read_descriptor_file
 from ausil_lite.errors import InputError
 from ausil_lite.evaluation import write_similarities
 from ausil_lite.features import ExtractionConfig, FeatureExtractor, describe_extraction
@@ -31,21 +33,10 @@ from ausil_lite.speeds import VARIANT_PENALTY, best_over_variants, grid_label, m
 from ausil_lite.video_list import read_video_list
 
 
-class FeatureFileError(InputError):
-    """A ``.npy`` path that is missing or does not hold (segments, dims) descriptors."""
-
-
 def read_descriptors(path: Path, extract: Callable[[Path], np.ndarray]) -> np.ndarray:
-    """Descriptors from a stored ``.npy`` file, or ``extract(path)`` for a media file."""
-    if path.suffix.lower() != ".npy":
-        return extract(path)
-    try:
-        descriptors = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise FeatureFileError(f"{path}: cannot read stored features ({exc})") from exc
-    if descriptors.ndim != 2 or len(descriptors) == 0 or not np.issubdtype(descriptors.dtype, np.floating):
-        raise FeatureFileError(f"{path}: expected float (segments, dims) descriptors, got {descriptors.dtype} {descriptors.shape}")
-    return descriptors.astype(np.float32, copy=False)
+    """Descriptors from a stored ``.npy`` file (checked: :mod:`ausil_lite.descriptor_files`), or ``extract(path)``
+    for a media file."""
+    return read_descriptor_file(path) if path.suffix.lower() == ".npy" else extract(path)
 
 
 def extraction_config(args: argparse.Namespace) -> ExtractionConfig:
@@ -101,22 +92,42 @@ def run(args: argparse.Namespace) -> int:
 
     failed: dict[tuple[str, str], str] = {}  # (role, id) -> reason
 
-    def prepare(video_id: str, path: Path, role: str):
-        try:
-            return scorer.prepare(read_descriptors(path, lambda p: features().from_file(p)), role)
-        except (InputError, ValueError) as exc:  # bad file, or a video the scorer cannot use (too short)
-            failed[role, video_id] = str(exc)
-            print(f"SKIPPED {role} {video_id}: {exc}", file=sys.stderr)
-            return None
+    def skip(role: str, video_id: str, exc: Exception) -> None:
+        failed[role, video_id] = str(exc)
+        print(f"SKIPPED {role} {video_id}: {exc}", file=sys.stderr)
 
+    def read(video_id: str, path: Path, role: str) -> np.ndarray | None:
+        try:
+            return read_descriptors(path, lambda p: features().from_file(p))
+        except InputError as exc:
+            return skip(role, video_id, exc)
+
+    def prepare(video_id: str, path: Path, descriptors: np.ndarray | None, role: str):
+        if descriptors is None:
+            return None
+        try:
+            if descriptors.shape[1] != width:
+                raise DescriptorFileError(f"{path}: descriptors of width {descriptors.shape[1]}, {whose} {width} "
+                                          "(made with another backbone?)")
+            return scorer.prepare(descriptors, role)
+        except (InputError, ValueError) as exc:  # bad file, or a video the scorer cannot use (too short)
+            return skip(role, video_id, exc)
+
+    loaded = [(vid, path, read(vid, path, "query")) for vid, path in tqdm(queries, desc="queries", unit="video", file=sys.stderr)]
+    # every item must have the width the model takes, or (chamfer) the width most queries have
+    widths = Counter(x.shape[1] for _, _, x in loaded if x is not None)
+    if model_dir is not None:
+        width, whose = scorer.whitening.mean.shape[-1], "the model takes"
+    else:
+        width, whose = (widths.most_common(1)[0][0] if widths else 0), "most queries have"
     prepared = []
-    for vid, path in tqdm(queries, desc="queries", unit="video", file=sys.stderr):
-        if (query := prepare(vid, path, "query")) is not None:
+    for vid, path, descriptors in loaded:
+        if (query := prepare(vid, path, descriptors, "query")) is not None:
             prepared.append((vid, query))
             prepared += speed_variants(vid, path, speed_grid(args.speeds), features, scorer) if args.speeds else []
     if not prepared:
         raise InputError(f"{args.queries}: no usable query among {len(queries)}")
-    items = ((vid, prepare(vid, path, "database"))
+    items = ((vid, prepare(vid, path, read(vid, path, "database"), "database"))
              for vid, path in tqdm(database, desc=f"similarity ({scorer.name})", unit="video", file=sys.stderr))
     similarities = score_database(scorer, prepared, ((vid, c) for vid, c in items if c is not None))
     if args.speeds:

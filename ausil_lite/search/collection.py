@@ -2,7 +2,8 @@
 
 A file's id hashes its absolute path, size and modification time (ns): re-indexing an unchanged
 file finds the same id and does nothing; an edited file gets a new id, and the old one is dropped.
-Ids are valid feature-store names (letters and digits only).
+Ids are valid feature-store names (letters and digits only), also for names that are not valid UTF-8
+(the path is hashed as the bytes the filesystem holds).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def media_file(path: str | Path) -> MediaFile:
     """The keyed record of one existing file."""
     path = Path(path).absolute()
     stat = path.stat()
-    digest = hashlib.sha1(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()).hexdigest()[:20]
+    digest = hashlib.sha1(os.fsencode(path) + f"\0{stat.st_size}\0{stat.st_mtime_ns}".encode()).hexdigest()[:20]
     return MediaFile(f"m{digest}", path, stat.st_size, stat.st_mtime_ns)
 
 

@@ -87,6 +87,8 @@ def extract_on_cluster(
                 else:
                     descriptors, duration, note = result
                     store.save(vid, descriptors, path, duration, note)
+                    if note:
+                        summary.partial[vid] = note
                     summary.extracted += 1
                     summary.audio_seconds += duration
                 client.cancel(future)  # release the result on the worker

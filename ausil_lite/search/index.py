@@ -11,10 +11,12 @@ Layout under the index folder::
         whitening.npz        the whitening (fitted on the indexed descriptors, or the model's)
     shards/s-<hex>.npy       stage-2 segment embeddings, float16 (segments, dims), shared by versions
     .lock                    writers take an exclusive flock on it; readers take no lock
+    .run-lock                an ``index`` run holds it from start to end (the pid of the holder inside)
 
 A writer builds a version in ``versions/.tmp-<hex>``, renames it to its final name and then
-switches ``current``; a crash at any point leaves the previous version active. Old versions (all
-but the current and the previous one) and unreferenced shards are removed after each switch.
+switches ``current``; a crash at any point leaves the previous version active, and the next writer
+removes what the crashed one left. Old versions (all but the current and the previous one) and
+unreferenced shards are removed after each switch.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +37,7 @@ import pandas as pd
 
 from ausil_lite.digests import file_digest
 from ausil_lite.errors import InputError
+from ausil_lite.store import PATH_ERRORS
 from ausil_lite.whitening import PCAWhitening
 
 FORMAT = 1
@@ -42,6 +46,7 @@ VIDEOS = "videos.csv"
 STAGE1 = "stage1.faiss"
 WHITENING = "whitening.npz"
 VERSION_FILES = (VIDEOS, STAGE1, WHITENING)
+RUN_LOCK = ".run-lock"
 VIDEO_COLUMNS = ["id", "source", "size", "mtime_ns", "duration", "segments", "shard", "shard_row"]
 HASH_LIMIT = 64 * 2**20
 """Shards larger than this (bytes) are only size-checked when an index is opened for queries;
@@ -74,6 +79,36 @@ def writer_lock(root: Path):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def run_lock(root: Path, say: Callable[[str], None]):
+    """Held by one ``index`` run from its start to its end, so a second run on the same index waits (after
+    ``say``-ing so) and then finds the files indexed, instead of extracting them all a second time."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / RUN_LOCK, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "a process"
+            say(f"{root}: another index run ({holder}) holds {root / RUN_LOCK}; waiting for it to finish")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def remove_leftovers(root: Path) -> None:
+    """Remove what writers killed mid-write left: unpublished versions and shards (call under :func:`writer_lock`)."""
+    for leftover in (root / "versions").glob(".tmp-*"):
+        shutil.rmtree(leftover)
+    for leftover in (root / "shards").glob(".tmp-*"):
+        leftover.unlink()
 
 
 def current_version(root: Path) -> str | None:
@@ -142,8 +177,7 @@ def _collect_garbage(root: Path, keep: int = 2) -> None:
     versions = sorted(p for p in (root / "versions").iterdir() if p.name.startswith("v"))
     for stale in versions[:-keep]:
         shutil.rmtree(stale)
-    for leftover in (root / "versions").glob(".tmp-*"):
-        shutil.rmtree(leftover)
+    remove_leftovers(root)
     used = set()
     for kept in versions[-keep:]:
         used |= set(json.loads((kept / MANIFEST).read_text(encoding="utf-8"))["shards"])
@@ -242,7 +276,8 @@ class SearchIndex:
 
 def read_videos(path: Path) -> pd.DataFrame:
     try:
-        table = pd.read_csv(path, dtype={"id": str, "source": str, "shard": str}, keep_default_na=False)
+        table = pd.read_csv(path, dtype={"id": str, "source": str, "shard": str}, keep_default_na=False,
+                            encoding_errors=PATH_ERRORS)
     except (OSError, ValueError) as exc:
         raise IndexCorruptError(f"{path}: unreadable video table ({exc})") from exc
     if list(table.columns) != VIDEO_COLUMNS:

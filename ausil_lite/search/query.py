@@ -14,6 +14,7 @@ import torch
 
 from ausil_lite.audio import load_audio
 from ausil_lite.config import config_from_dict
+from ausil_lite.descriptor_files import read_descriptor_file
 from ausil_lite.errors import InputError
 from ausil_lite.features import ExtractionConfig, FeatureExtractor
 from ausil_lite.search.align import STEP_S, SEGMENT_S, Span, aligned_span
@@ -130,13 +131,7 @@ class Searcher:
         """A query's raw descriptors: a stored ``.npy`` file, or extracted as the index's videos were."""
         path = Path(path)
         if path.suffix.lower() == ".npy":
-            try:
-                x = np.load(path, allow_pickle=False)
-            except (OSError, ValueError) as exc:
-                raise InputError(f"{path}: cannot read stored features ({exc})") from exc
-            if x.ndim != 2 or len(x) == 0:
-                raise InputError(f"{path}: expected (segments, dims) descriptors, got shape {x.shape}")
-            return x.astype(np.float32, copy=False)
+            return read_descriptor_file(path, width=self.index.whitening.mean.shape[-1])
         return self._index_extractor().from_file(path)
 
     def _index_extractor(self) -> FeatureExtractor:

@@ -35,12 +35,13 @@ from ausil_lite.search.index import (
     current_version,
     new_version_dir,
     publish,
+    remove_leftovers,
     write_shard,
     writer_lock,
 )
 from ausil_lite.search.stage1 import Stage1Config, build_stage1, compact
 from ausil_lite.similarity import load_model
-from ausil_lite.store import FeatureStore
+from ausil_lite.store import PATH_ERRORS, FeatureStore
 from ausil_lite.whitening import EPSILON, PCAWhitening
 
 SHARD_SEGMENTS = 2**18  # segments per stage-2 shard written by a rebuild (128 MB at 256 dims, float16)
@@ -177,6 +178,7 @@ def update_index(
     started = time.perf_counter()
     root = Path(root)
     with writer_lock(root):
+        remove_leftovers(root)
         previous = SearchIndex.open(root) if current_version(root) else None
         old = previous.manifest if previous else {}
         if old and not rebuild:
@@ -262,7 +264,7 @@ def update_index(
             for chunk in _stage1_chunks(table[table["shard"].isin(set(shards) - set(old["shards"]))], shards, dim):
                 stage1.add(chunk)
         faiss.write_index(stage1, str(tmp / STAGE1))
-        table.to_csv(tmp / VIDEOS, index=False)
+        table.to_csv(tmp / VIDEOS, index=False, errors=PATH_ERRORS)
         whitening.save(tmp / WHITENING)
         used = sorted(set(table["shard"]))
         manifest = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -272,3 +273,38 @@ def test_speed_variants_lose_the_reranking_models_own_penalty(synthetic, tmp_pat
     calibrated = ranked(None)
     assert calibrated == ranked(0.0) != ranked(VARIANT_PENALTY)
     assert any(speed == 1.2311 for _, _, speed in calibrated)
+
+
+def test_a_killed_writers_leftovers_go_even_when_there_is_nothing_to_add(synthetic, tmp_path):
+    store, entries, _ = synthetic
+    update_index(tmp_path / "idx", entries, store)
+    (tmp_path / "idx" / "versions" / ".tmp-0123456789abcdef").mkdir()  # killed while writing a version
+    (tmp_path / "idx" / "shards" / ".tmp-s-0123456789abcdef.npy").write_bytes(b"half a shard")
+    assert update_index(tmp_path / "idx", entries, store).version is None  # nothing to do ...
+    assert not list((tmp_path / "idx").glob("*/.tmp-*"))  # ... but the leftovers are gone
+
+
+def test_a_second_index_run_says_it_waits_for_the_first(make_media, tmp_path, capsys):
+    import subprocess
+    import sys
+    import time
+
+    from ausil_lite.cli import main
+    from tests.conftest import noise
+
+    make_media("disk/a.wav", noise(3.0))
+    index = tmp_path / "idx"
+    index.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
+         "f.write(f'pid {os.getpid()}'); f.flush(); print('held', flush=True); time.sleep(2)", str(index / ".run-lock")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        assert main(["index", str(tmp_path / "disk"), "--index", str(index), "--workers", "0", "--backbone", "random"]) == 0
+        assert time.monotonic() - started > 1.0  # it waited for the other run
+    finally:
+        holder.wait(timeout=30)
+    assert f"another index run (pid {holder.pid}) holds" in capsys.readouterr().err
+    assert (index / ".run-lock").read_text().strip() == f"pid {os.getpid()}"

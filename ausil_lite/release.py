@@ -31,7 +31,7 @@ import torch
 
 from ausil_lite.datasets.corpus import CORPUS_MANIFEST, build_corpus, manifest_digest
 from ausil_lite.models.export import export_released_model
-from ausil_lite.models.released import MODELS_ROOT
+from ausil_lite.models.released import CARD_DIR, CARD_EVALUATION_FILES, MODELS_ROOT, card_is_current
 from ausil_lite.paths import data_root
 from ausil_lite.pipeline import PipelineConfig, extraction_config, train_backbone, train_model
 from ausil_lite.training import CURVE_FILE, load_triplet_source
@@ -104,13 +104,18 @@ def export_release(run: ReleaseRun, report: dict, out_dir: Path | None = None) -
     out = out_dir or MODELS_ROOT / run.version
     ausil_dir = Path(report["ausil_dir"])
     triplets = load_triplet_source(ausil_dir / f"triplets-{report['triplets']['key']}.npz")
-    card = out / "card"
-    kept = {p.name: p.read_bytes() for p in card.glob("*")} if card.is_dir() else {}  # evaluation figures stay
+    card = out / CARD_DIR
+    kept = {p.name: p.read_bytes() for p in card.glob("*")} if card.is_dir() else {}
     export_released_model(Path(report["backbone_weights"]), ausil_dir, out, run.version, None, report,
                           calibration=triplets)
     card.mkdir(exist_ok=True)
     for name, data in kept.items():
         (card / name).write_bytes(data)
+    if kept and not card_is_current(out):  # other weights now: their figures would describe a model that is gone
+        for name in CARD_EVALUATION_FILES:
+            (card / name).unlink(missing_ok=True)
+        print(f"{card}: the evaluation described other weights and was removed; "
+              f"measure these with benchmarks/released_model.py --version {run.version} --write-card")
     shutil.copyfile(run.pipeline.selfsup_dir / "loss.csv", card / "selfsup_loss.csv")
     shutil.copyfile(ausil_dir / CURVE_FILE, card / CURVE_FILE)
     return out

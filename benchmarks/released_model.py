@@ -33,7 +33,7 @@ from ausil_lite.datasets.davr_mini import BuildRequest, load_davr_mini
 from ausil_lite.evaluation import evaluate_benchmark
 from ausil_lite.features import ExtractionConfig
 from ausil_lite.method_scores import SPEEDS_SUFFIX, Method, score_method
-from ausil_lite.models.released import RELEASED_VERSION, version_dir
+from ausil_lite.models.released import RELEASED_VERSION, version_dir, weights_stamp
 from ausil_lite.paths import data_root
 from ausil_lite.results_chapters import speed_changed_maps, target_checks
 from ausil_lite.speeds import extract_speed_variants, model_variant_penalty, speed_grid
@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         (card / "evaluation.json").write_text(json.dumps({
             "benchmark": f"davr-unseen {args.profile}", "queries": len(bench.query_ids),
             "database": len(bench.database_ids), "duplicate_pairs": sum(len(bench.relevant(q)) for q in bench.query_ids),
-            "variant_penalty": model_variant_penalty(released), "git_commit": git_commit(),
+            "variant_penalty": model_variant_penalty(released), "measured_weights": weights_stamp(released),
+            "git_commit": git_commit(),
             "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {card}")

@@ -20,6 +20,7 @@ from ausil_lite import __version__
 from ausil_lite.config import git_commit
 from ausil_lite.digests import write_sha256sums
 from ausil_lite.models.released import BACKBONE_FILE, MODEL_FILES
+from ausil_lite.paths import REPO_ROOT, data_root
 from ausil_lite.similarity.model import CONFIG_FILE, WEIGHTS_FILE, WHITENING_FILE, AuSiL, load_model, read_provenance
 from ausil_lite.speeds import PENALTY_KEY, calibrate_variant_penalty
 from ausil_lite.training import TripletSource
@@ -51,6 +52,22 @@ def _truncated(model: AuSiL, dims: int | None, source: Path) -> tuple[PCAWhiteni
     whitening = PCAWhitening(model.whitening.mean.cpu(), model.whitening.projection[:, :dims].cpu())
     attention = {k: v[..., :dims] for k, v in model.attention.state_dict().items()}
     return whitening, attention
+
+
+def portable_paths(value):
+    """``value`` (plain JSON) with every path under the data root written ``$AUSIL_DATA/...`` and every
+    path in the repository written relative to it: a shipped config names where its inputs were made
+    without naming the machine that made them."""
+    if isinstance(value, dict):
+        return {key: portable_paths(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [portable_paths(item) for item in value]
+    if isinstance(value, str) and value.startswith("/"):
+        path = Path(value)
+        for root, name in ((data_root(), "$AUSIL_DATA"), (REPO_ROOT, ".")):
+            if path.is_relative_to(root):
+                return str(Path(name) / path.relative_to(root))
+    return value
 
 
 def export_released_model(
@@ -100,10 +117,10 @@ def export_released_model(
         "whitening_dims": int(whitening.projection.shape[1]),
         "trained_whitening_dims": int(model.whitening.projection.shape[1]),
         "data": {"extraction": extraction},  # what `similarity --model <folder>` runs on media files
-        "made_from": {"backbone_weights": str(backbone_weights), "ausil_model": str(ausil_model_dir),
-                      "ausil_provenance": source_record},
+        "made_from": portable_paths({"backbone_weights": str(backbone_weights), "ausil_model": str(ausil_model_dir),
+                                     "ausil_provenance": source_record}),
         "export": {"git_commit": git_commit(), "package_version": __version__},
-        "extra": extra,
+        "extra": portable_paths(extra),
     }
     if source_record.get(PENALTY_KEY) is not None:
         record[PENALTY_KEY] = source_record[PENALTY_KEY]

@@ -13,6 +13,10 @@ The folder is also a model directory as :func:`ausil_lite.similarity.load_model`
 loader checks ``SHA256SUMS`` too, so ``--model <this folder>`` is verified the same way. Every load
 checks every file's SHA-256 first: a damaged or edited weight file raises, naming the file.
 
+The model card's evaluation (``card/evaluation.json`` and its tables, written by
+``benchmarks/released_model.py --write-card``) is stamped with :func:`weights_stamp`, so a card that
+describes other weights (a retrained version not measured yet) is refused rather than shown.
+
 The commands use :data:`RELEASED_VERSION` unless told otherwise. A copy of the package without its
 folder (the weights not committed yet, or stripped) says so when asked for it; it never falls back
 to a random backbone in its place.
@@ -26,7 +30,7 @@ from pathlib import Path
 import torch
 
 from ausil_lite.backbone import KumarCNN, load_backbone
-from ausil_lite.digests import SUMS_FILE, verify_sha256sums
+from ausil_lite.digests import SUMS_FILE, read_sha256sums, verify_sha256sums
 from ausil_lite.errors import InputError
 from ausil_lite.similarity.model import CONFIG_FILE, WEIGHTS_FILE, WHITENING_FILE, AuSiL, load_model
 
@@ -40,9 +44,19 @@ BACKBONE_FILE = "backbone.pt"
 MODEL_FILES = (BACKBONE_FILE, WEIGHTS_FILE, WHITENING_FILE, CONFIG_FILE)
 """The files of a version folder, each listed in its ``SHA256SUMS``."""
 
+CARD_DIR = "card"
+EVALUATION_FILE = "evaluation.json"
+"""In ``card/``: the evaluation's record (benchmark, sizes, when) with the stamp of the weights it measured."""
+CARD_EVALUATION_FILES = (EVALUATION_FILE, "evaluation.csv", "targets.csv")
+"""The card files an evaluation writes (the learning curves are the training's, written on export)."""
+
 
 class ReleasedModelError(InputError):
     """A released model version that is not in this copy of the package, or an unusable version name."""
+
+
+class StaleCardError(InputError):
+    """A model card whose evaluation was measured on other weights than the folder holds."""
 
 
 def version_dir(version: str = RELEASED_VERSION) -> Path:
@@ -87,3 +101,36 @@ def load_released_backbone(version: str = RELEASED_VERSION, device: str | torch.
 def load_released_scorer(version: str = RELEASED_VERSION, device: str | torch.device | None = None) -> AuSiL:
     """The version's AuSiL network (whitening, attention, comparator) in eval mode, after the checksums."""
     return load_model(version_dir(version), device)
+
+
+def weights_stamp(folder: Path) -> dict:
+    """What an evaluation of the model in ``folder`` depends on: the SHA-256 of each weight file (from
+    ``SHA256SUMS``) and the variant penalty. ``config.json`` itself is left out, so mending its
+    provenance text does not make a measured card stale."""
+    sums = read_sha256sums(folder)
+    record = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    return {"weights": {name: sums[name] for name in MODEL_FILES if name != CONFIG_FILE},
+            "variant_penalty": record.get("variant_penalty")}
+
+
+def card_is_current(folder: Path) -> bool:
+    """Whether ``folder``'s ``card/evaluation.json`` measured the weights the folder holds now."""
+    path = folder / CARD_DIR / EVALUATION_FILE
+    if not path.is_file():
+        return False
+    return json.loads(path.read_text(encoding="utf-8")).get("measured_weights") == weights_stamp(folder)
+
+
+def read_card_evaluation(version: str = RELEASED_VERSION) -> dict:
+    """The version's ``card/evaluation.json``, verified against the weights it describes.
+
+    Raises :class:`StaleCardError` when the card is missing or was measured on other weights (the
+    model was retrained or re-exported since): the figures would describe a model that is not there.
+    """
+    folder = verified_dir(version)
+    if not card_is_current(folder):
+        raise StaleCardError(
+            f"{folder / CARD_DIR / EVALUATION_FILE}: no evaluation of the weights this folder holds "
+            f"(missing, or measured on other weights); run benchmarks/released_model.py --version {version} --write-card"
+        )
+    return json.loads((folder / CARD_DIR / EVALUATION_FILE).read_text(encoding="utf-8"))

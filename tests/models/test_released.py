@@ -15,14 +15,18 @@ from ausil_lite.cli import main
 from ausil_lite.digests import SUMS_FILE, ChecksumError
 from ausil_lite.features import ExtractionConfig, FeatureExtractor
 from ausil_lite.models import released
-from ausil_lite.models.export import MAX_BYTES, export_released_model
+from ausil_lite.models.export import MAX_BYTES, export_released_model, portable_paths
 from ausil_lite.models.released import (
+    EVALUATION_FILE,
     MODEL_FILES,
     RELEASED_VERSION,
     ReleasedModelError,
+    StaleCardError,
     load_released_backbone,
     load_released_scorer,
+    read_card_evaluation,
     read_release,
+    weights_stamp,
 )
 from ausil_lite.similarity import ChamferScorer, load_model
 from ausil_lite.speeds import calibrate_variant_penalty
@@ -134,3 +138,35 @@ def test_export_calibrates_the_variant_penalty_on_the_weights_it_ships(exported_
     record = json.loads((out / "config.json").read_text())
     assert record["variant_penalty"] == calibrate_variant_penalty(load_model(out, "cpu"), source) != 0.12
     assert record["calibration"]["pairs"] == 4 and load_model(out, "cpu")  # the rewritten config.json is in SHA256SUMS
+
+
+def test_the_card_is_read_only_for_the_weights_it_measured(exported_release, tmp_path, monkeypatch):
+    copy = tmp_path / RELEASED_VERSION
+    shutil.copytree(exported_release, copy)
+    monkeypatch.setattr(released, "MODELS_ROOT", tmp_path)
+    with pytest.raises(StaleCardError, match=f"{EVALUATION_FILE}.*--write-card"):
+        read_card_evaluation()  # no card yet
+    (copy / "card").mkdir()
+    (copy / "card" / EVALUATION_FILE).write_text(json.dumps({"queries": 3, "measured_weights": weights_stamp(copy)}))
+    assert read_card_evaluation()["queries"] == 3
+    # retrained: the same files with other weights, and the card kept beside them
+    sources = exported_release.parent.parent
+    state = torch.load(sources / "backbone.pt", weights_only=True)
+    state["layer1.0.weight"] += 1.0
+    torch.save(state, tmp_path / "retrained.pt")
+    card = (copy / "card" / EVALUATION_FILE).read_bytes()
+    export_released_model(tmp_path / "retrained.pt", sources / "ausil", copy, RELEASED_VERSION, 16, {})
+    (copy / "card").mkdir()
+    (copy / "card" / EVALUATION_FILE).write_bytes(card)
+    with pytest.raises(StaleCardError, match="measured on other weights"):
+        read_card_evaluation()
+
+
+def test_provenance_paths_name_the_data_root_and_the_repository_not_the_machine(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUSIL_DATA", str(tmp_path / "data"))
+    from ausil_lite.paths import REPO_ROOT
+
+    record = {"a": str(tmp_path / "data" / "models" / "x.pt"), "b": [str(REPO_ROOT / "data_manifests" / "m.csv")],
+              "c": "/elsewhere/y.pt", "d": 3, "e": "relative/z"}
+    assert portable_paths(record) == {"a": "$AUSIL_DATA/models/x.pt", "b": ["data_manifests/m.csv"],
+                                      "c": "/elsewhere/y.pt", "d": 3, "e": "relative/z"}

@@ -196,8 +196,10 @@ def test_decode_workers_end_with_their_parent_and_an_interrupt_is_one_line(make_
     env = dict(os.environ, PYTHONPATH=str(REPO))
     run = subprocess.Popen([sys.executable, "-m", "ausil_lite.cli", "extract", "--videos", str(listed), "--output",
                             str(tmp_path / "f"), "--workers", "2", "--backbone", "random"], cwd=tmp_path, env=env,
-                           start_new_session=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           # a job started in the background by a shell inherits SIGINT ignored, and Python then
+                           # keeps ignoring it: give the command a terminal's default so Ctrl-C reaches it
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     workers: set[int] = set()
     try:
         deadline = time.monotonic() + 240

@@ -6,7 +6,9 @@ Runs small notebooks the tests write themselves (a kernel start is about a secon
 from __future__ import annotations
 
 import ast
+import io
 import json
+import time
 from pathlib import Path
 
 import nbformat
@@ -27,6 +29,7 @@ from ausil_lite.study.plan import (
     parameters_cell,
     parse_plan,
 )
+from ausil_lite.study import watch
 from ausil_lite.study.runner import NotebookRun, error_outputs, run_notebooks
 
 
@@ -47,7 +50,7 @@ notebooks:
   03_alone: {inputs: ["{data}/alone-input.txt"]}
 profiles:
   test:
-    cell_timeout_s: 60
+    silence_limit_s: 60
     shared: {profile: test}
     parameters:
       03_alone: {factor: 2}
@@ -85,11 +88,11 @@ def test_profile_extends_and_overrides():
     plan = parse_plan("""
 notebooks: {01_a: {}}
 profiles:
-  base: {cell_timeout_s: 10, shared: {profile: base, seed: 1}, parameters: {01_a: {n: 1, m: 2}}}
+  base: {silence_limit_s: 10, shared: {profile: base, seed: 1}, parameters: {01_a: {n: 1, m: 2}}}
   child: {extends: base, shared: {profile: child}, parameters: {01_a: {n: 5}}}
 """)
     child = plan.profile("child")
-    assert child.cell_timeout_s == 10
+    assert child.silence_limit_s == 10
     assert child.shared == {"profile": "child", "seed": 1}
     assert child.parameters == {"01_a": {"n": 5, "m": 2}}
     assert plan.profile("base").parameters == {"01_a": {"n": 1, "m": 2}}
@@ -98,13 +101,13 @@ profiles:
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("notebooks: {}\nprofiles: {p: {cell_timeout_s: 1, typo: 1}}", "unknown key"),
-        ("notebooks: {01_a: {}}\nprofiles: {p: {cell_timeout_s: 1, parameters: {01_a: {x: [1, 2]}}}}", "plain values"),
-        ("notebooks: {01_a: {}}\nprofiles: {p: {cell_timeout_s: 1, parameters: {09_z: {x: 1}}}}", "unknown notebook"),
-        ("notebooks: {01_a: {needs: [02_b]}, 02_b: {}}\nprofiles: {p: {cell_timeout_s: 1}}", "not an earlier notebook"),
-        ("notebooks: {}\nprofiles: {p: {extends: q, cell_timeout_s: 1}, q: {extends: p}}", "cycle"),
-        ("notebooks: {}\nprofiles: {p: {description: no timeout}}", "cell_timeout_s"),
-        ("notebooks: {01_a: {inputz: []}}\nprofiles: {p: {cell_timeout_s: 1}}", "unknown key"),
+        ("notebooks: {}\nprofiles: {p: {silence_limit_s: 1, typo: 1}}", "unknown key"),
+        ("notebooks: {01_a: {}}\nprofiles: {p: {silence_limit_s: 1, parameters: {01_a: {x: [1, 2]}}}}", "plain values"),
+        ("notebooks: {01_a: {}}\nprofiles: {p: {silence_limit_s: 1, parameters: {09_z: {x: 1}}}}", "unknown notebook"),
+        ("notebooks: {01_a: {needs: [02_b]}, 02_b: {}}\nprofiles: {p: {silence_limit_s: 1}}", "not an earlier notebook"),
+        ("notebooks: {}\nprofiles: {p: {extends: q, silence_limit_s: 1}, q: {extends: p}}", "cycle"),
+        ("notebooks: {}\nprofiles: {p: {description: no timeout}}", "silence_limit_s"),
+        ("notebooks: {01_a: {inputz: []}}\nprofiles: {p: {silence_limit_s: 1}}", "unknown key"),
     ],
 )
 def test_bad_plans_fail_naming_the_place(text, message):
@@ -113,7 +116,7 @@ def test_bad_plans_fail_naming_the_place(text, message):
 
 
 def test_unknown_profile_is_named():
-    plan = parse_plan("notebooks: {}\nprofiles: {ci: {cell_timeout_s: 1}}")
+    plan = parse_plan("notebooks: {}\nprofiles: {ci: {silence_limit_s: 1}}")
     with pytest.raises(StudyError, match="unknown profile 'gpu'"):
         plan.profile("gpu")
 
@@ -121,7 +124,7 @@ def test_unknown_profile_is_named():
 def test_declared_parameters_and_what_each_notebook_gets():
     declared = declared_parameters("a = 1\nb: int = 2\nc, d = 3, 4\nif True:\n    e = 5\n", "nb")
     assert declared == {"a", "b"}
-    plan = parse_plan("notebooks: {01_a: {}}\nprofiles: {p: {cell_timeout_s: 1, shared: {a: 9, z: 0}, "
+    plan = parse_plan("notebooks: {01_a: {}}\nprofiles: {p: {silence_limit_s: 1, shared: {a: 9, z: 0}, "
                       "parameters: {01_a: {b: 7}}}}")
     assert notebook_parameters(plan.profile("p"), "01_a", declared, "nb") == {"a": 9, "b": 7}
     with pytest.raises(StudyError, match=r"\['b'\] not in the parameters cell"):
@@ -223,11 +226,60 @@ def test_first_failure_stops_the_study_naming_notebook_and_cell(study):
     assert run() == {"01_make": "unchanged", "02_use": "ran", "03_alone": "ran"}
 
 
-def test_cell_timeout_stops_the_study(study):
+def test_a_slow_cell_that_shows_progress_runs_past_the_silence_limit(study, capsys):
     run, nbs, chapters, tmp = study
-    write_notebook(nbs / "01_make.ipynb", "profile = 'x'", "import time\ntime.sleep(30)")
-    with pytest.raises(StudyError, match=r"01_make.ipynb failed in cell 3 .*time.sleep|01_make.ipynb failed in cell 3"):
-        run(PLAN.replace("cell_timeout_s: 60", "cell_timeout_s: 2"))
+    write_notebook(nbs / "03_alone.ipynb", "profile = 'x'\nfactor = 1",
+                   "import sys, time\nfor step in range(12):\n"
+                   "    print(f'\\rstep {step + 1}/12', end='', file=sys.stderr, flush=True)\n    time.sleep(0.5)")
+    assert run(PLAN.replace("silence_limit_s: 60", "silence_limit_s: 3"))["03_alone"] == "ran"  # 6 s in one cell
+    assert "study [3/3] 03_alone: step 1/12\n" in capsys.readouterr().out  # the first progress line is echoed
+
+
+def test_a_silent_cell_is_stopped_naming_notebook_and_cell(study):
+    run, nbs, chapters, tmp = study
+    write_notebook(nbs / "01_make.ipynb", "profile = 'x'", "print('starting')", "import time\ntime.sleep(60)")
+    started = time.monotonic()
+    with pytest.raises(StudyError, match=r"01_make.ipynb: no progress for 2 s in cell 4 .*import time") as failure:
+        run(PLAN.replace("silence_limit_s: 60", "silence_limit_s: 2"))
+    assert time.monotonic() - started < 30
+    assert "silence_limit_s of profile test" in str(failure.value)
+    executed = nbformat.read(chapters / "01_make.ipynb", as_version=4)
+    assert "KeyboardInterrupt" in json.dumps(executed.cells[-1].outputs)  # the traceback shows where it hung
+
+
+def test_a_kernel_that_ignores_the_interrupt_is_killed(study, monkeypatch):
+    run, nbs, chapters, tmp = study
+    monkeypatch.setattr(watch, "KILL_AFTER_S", 1.0)
+    write_notebook(nbs / "01_make.ipynb", "profile = 'x'",
+                   "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(60)")
+    started = time.monotonic()
+    with pytest.raises(StudyError, match=r"01_make.ipynb: no progress for 2 s in cell 3 .*import signal"):
+        run(PLAN.replace("silence_limit_s: 60", "silence_limit_s: 2"))
+    assert time.monotonic() - started < 40
+
+
+@pytest.mark.parametrize(
+    "tail, text, expected",
+    [
+        ("", "epoch 1/3\n", ("", "epoch 1/3")),
+        ("", "\r 10%|#  | 1/10 [00:01<00:09]\r 20%|## | 2/10 [00:02<00:08]", (" 20%|## | 2/10 [00:02<00:08]",) * 2),
+        ("ep", "och 2", ("epoch 2", "epoch 2")),
+        ("", "done\n\n  \n", ("", "done")),
+        ("", "", ("", None)),
+    ],
+)
+def test_latest_line_follows_carriage_returns_like_a_terminal(tail, text, expected):
+    assert watch.latest_line(tail, text) == expected
+
+
+def test_progress_is_echoed_at_most_so_often(monkeypatch):
+    terminal = io.StringIO()
+    monkeypatch.setattr(watch, "ECHO_EVERY_S", 3600.0)
+    kernel = watch.KernelWatch("study [1/1] 01_a", silence_limit_s=60, terminal=terminal)
+    for step in range(1, 4):
+        kernel.stderr.write(f"\rstep {step}/3")
+    kernel.stdout.write("step 3/3")  # the same line again is not repeated, however long after
+    assert terminal.getvalue() == "study [1/1] 01_a: step 1/3\n"
 
 
 def test_undeclared_parameter_fails_before_running(study):

@@ -171,7 +171,7 @@ def read_id_list(path: str | Path) -> list[str]:
     if not path.is_file():
         raise AnnotationError(f"{path}: id list not found")
     ids, seen = [], {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         line = line.strip()
         if not line:
             continue

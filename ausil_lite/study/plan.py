@@ -2,7 +2,7 @@
 
 The file has two keys. ``notebooks`` maps each notebook name (``NN_name``, reading order) to what it
 reads: ``needs`` (earlier notebooks whose outputs it uses) and ``inputs`` (paths outside the study that
-it reads, such as installed recordings). ``profiles`` maps a profile name to its cell timeout and
+it reads, such as installed recordings). ``profiles`` maps a profile name to its silence limit and
 parameter values; a profile may ``extend`` another and override some values. ``shared`` values go to
 every notebook whose parameters cell declares them; per-notebook values must be declared there, so a
 typo in the file fails before anything runs.
@@ -39,11 +39,14 @@ class NotebookSpec:
 
 @dataclass(frozen=True)
 class Profile:
-    """One way to run the whole study: its per-cell timeout and the parameter values per notebook."""
+    """One way to run the whole study: its silence limit and the parameter values per notebook.
+
+    There is no wall-clock limit: a busier or slower machine only takes longer.
+    """
 
     name: str
     description: str
-    cell_timeout_s: int  # papermill's execution timeout per cell; papermill's own default is unlimited
+    silence_limit_s: int  # a cell that writes no output (prints, progress bars) for this long is stopped as stuck
     shared: dict[str, Any] = field(default_factory=dict)
     parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -86,11 +89,11 @@ def _resolve_profile(name: str, raw: dict[str, Any], seen: tuple[str, ...] = ())
         raise StudyError(f"profiles: cycle in 'extends': {' -> '.join(seen + (name,))}")
     if name not in raw:
         raise StudyError(f"profiles: {seen[-1]!r} extends unknown profile {name!r}")
-    spec = _check_keys(f"profiles.{name}", raw[name], {"extends", "description", "cell_timeout_s", "shared", "parameters"})
+    spec = _check_keys(f"profiles.{name}", raw[name], {"extends", "description", "silence_limit_s", "shared", "parameters"})
     base = _resolve_profile(spec["extends"], raw, seen + (name,)) if "extends" in spec else {"shared": {}, "parameters": {}}
     merged = {
         "description": spec.get("description", base.get("description", "")),
-        "cell_timeout_s": spec.get("cell_timeout_s", base.get("cell_timeout_s")),
+        "silence_limit_s": spec.get("silence_limit_s", base.get("silence_limit_s")),
         "shared": {**base["shared"], **_check_plain(f"profiles.{name}.shared", spec.get("shared"))},
         "parameters": {k: dict(v) for k, v in base["parameters"].items()},
     }
@@ -122,9 +125,9 @@ def parse_plan(text: str, where: str = "profiles.yaml") -> StudyPlan:
         unknown = sorted(set(merged["parameters"]) - names)
         if unknown:
             raise StudyError(f"profiles.{name}.parameters: unknown notebook(s) {unknown}; known: {sorted(names)}")
-        timeout = merged["cell_timeout_s"]
-        if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0:
-            raise StudyError(f"profiles.{name}.cell_timeout_s: expected a positive number of seconds, got {timeout!r}")
+        limit = merged["silence_limit_s"]
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0:
+            raise StudyError(f"profiles.{name}.silence_limit_s: expected a positive number of seconds, got {limit!r}")
         profiles[name] = Profile(name=name, **merged)
     if not profiles:
         raise StudyError(f"{where}: no profiles defined")

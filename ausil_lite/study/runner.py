@@ -3,6 +3,10 @@
 Executed notebooks go to the book's chapter folder (a build output); each gets a stamp beside it
 (``NN_name.run.json``) with its key, the parts of the key, its parameters and its run time. The first
 failing notebook stops the study with a message naming the notebook, the cell and the error.
+
+A notebook may take as long as the machine needs: while it runs, the newest line of its output (tqdm
+bars, epoch lines) is shown in the terminal, and only a cell silent for the profile's ``silence_limit_s``
+is stopped (:mod:`ausil_lite.study.watch`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TextIO
 
 import nbformat
 import papermill
@@ -37,6 +42,7 @@ from ausil_lite.study.plan import (
     notebook_parameters,
     parameters_cell,
 )
+from ausil_lite.study.watch import ENGINE, KernelWatch
 
 KERNEL = "python3"
 START_TIMEOUT_S = 120  # kernel start; a cold torch import on a busy 2-core machine takes tens of seconds
@@ -57,8 +63,8 @@ class NotebookRun:
 def _failing_cell(output: Path) -> str:
     """Describe the failing cell of an executed notebook: number (papermill's cells not counted), first line.
 
-    Papermill marks a cell that raised; a cell that timed out is left marked completed, so then the
-    last cell that started is the one named.
+    Papermill marks a cell that raised; a cell whose kernel was killed is left marked completed, so then
+    the last cell that started is the one named.
     """
     if not output.is_file():
         return "before any cell ran (the kernel did not start?)"
@@ -89,30 +95,47 @@ def error_outputs(nb: nbformat.NotebookNode) -> list[str]:
     return found
 
 
-def execute(source: Path, output: Path, parameters: dict, profile: Profile, cwd: Path) -> None:
-    """Run one notebook with papermill; on failure raise :class:`StudyError` naming notebook and cell."""
+def execute(source: Path, output: Path, parameters: dict, profile: Profile, cwd: Path, label: str,
+            terminal: TextIO) -> None:
+    """Run one notebook with papermill, its progress shown on ``terminal`` under ``label``.
+
+    On failure, or when the notebook fell silent for the profile's limit, raise :class:`StudyError`
+    naming notebook and cell.
+    """
+    watch = KernelWatch(label, profile.silence_limit_s, terminal)
+    failure = None
     try:
-        papermill.execute_notebook(
-            str(source),
-            str(output),
-            parameters=parameters,
-            kernel_name=KERNEL,
-            language="python",
-            execution_timeout=profile.cell_timeout_s,
-            start_timeout=START_TIMEOUT_S,
-            progress_bar=sys.stderr.isatty(),
-            cwd=str(cwd),
-        )
-    except Exception as exc:  # papermill, nbclient (timeouts) and the kernel raise many types; all stop the study
-        if isinstance(exc, papermill.PapermillExecutionError):
-            summary = f"{exc.ename}: {exc.evalue}"
+        with watch:
+            papermill.execute_notebook(
+                str(source),
+                str(output),
+                parameters=parameters,
+                engine_name=ENGINE,
+                watch=watch,
+                kernel_name=KERNEL,
+                language="python",
+                start_timeout=START_TIMEOUT_S,
+                progress_bar=False,  # the watch shows the notebook's own progress instead of a bar of cells
+                cwd=str(cwd),
+            )
+    except Exception as exc:  # papermill, nbclient (a killed kernel) and the kernel raise many types: all stop it
+        failure = exc
+    if watch.stopped:
+        raise StudyError(
+            f"notebook {source.name}: no progress for {profile.silence_limit_s} s in {_failing_cell(output)}, so it "
+            f"was stopped\n  (profiles.yaml: silence_limit_s of profile {profile.name}; a slow machine only takes "
+            f"longer, a silent cell is stuck)\n  the executed notebook, with where it stopped, is {output}"
+        ) from failure
+    if failure is not None:
+        if isinstance(failure, papermill.PapermillExecutionError):
+            summary = f"{failure.ename}: {failure.evalue}"
         else:
-            summary = next((line for line in str(exc).splitlines() if line.strip()), "")
+            summary = next((line for line in str(failure).splitlines() if line.strip()), "")
         raise StudyError(
             f"notebook {source.name} failed in {_failing_cell(output)}\n"
-            f"  {type(exc).__name__}: {summary[:300]}\n"
+            f"  {type(failure).__name__}: {summary[:300]}\n"
             f"  the executed notebook, with the traceback, is {output}"
-        ) from exc
+        ) from failure
     errors = error_outputs(nbformat.read(output, as_version=4))
     if errors:
         raise StudyError(f"notebook {source.name} left error outputs: {'; '.join(errors)}")
@@ -127,12 +150,14 @@ def run_notebooks(
     force: bool = False,
     dry_run: bool = False,
     log: Callable[[str], None] = print,
+    terminal: TextIO | None = None,
 ) -> list[NotebookRun]:
     """Execute the plan's notebooks that exist, in order; return one record per chapter produced.
 
     Notebooks listed in the plan but not (yet) in ``notebooks_dir`` are left out of the study and the
     book. A notebook runs when its key differs from its last successful run's, or with ``force``.
     With ``dry_run`` nothing runs: the log says which notebooks would, and why; none are returned.
+    A running notebook's progress goes to ``terminal`` (standard output by default).
     """
     chapters_dir.mkdir(parents=True, exist_ok=True)
     present = [spec for spec in plan.notebooks if (notebooks_dir / f"{spec.name}.ipynb").is_file()]
@@ -184,7 +209,7 @@ def run_notebooks(
         log(f"{prefix}: running ({reason}; profile {profile.name}, parameters {params})")
         stamp_path(output).unlink(missing_ok=True)
         started = time.monotonic()
-        execute(source, output, params, profile, cwd=notebooks_dir)
+        execute(source, output, params, profile, notebooks_dir, prefix, terminal or sys.stdout)
         seconds = round(time.monotonic() - started, 1)
         finished = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         write_stamp(

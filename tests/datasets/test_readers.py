@@ -163,3 +163,8 @@ def test_annotation_and_id_lists_round_trip(tmp_path):
     assert first.read_bytes() == again.read_bytes()
     assert read_annotation_json(again) == {"q1": {"DA": ["d"]}, "q2": {"DA": ["a", "b"], "ST": ["c"]}}
     assert read_id_list(write_id_list(tmp_path / "ids.txt", ["x", "y"])) == ["x", "y"]
+
+
+def test_an_id_list_saved_with_a_byte_order_mark_reads_its_first_id_plainly(tmp_path):
+    (tmp_path / "ids.txt").write_bytes("\ufeffx\ny\n".encode("utf-8"))
+    assert read_id_list(tmp_path / "ids.txt") == ["x", "y"]

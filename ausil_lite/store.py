@@ -266,9 +266,10 @@ def extract_videos(
 ) -> ExtractionSummary:
     """Extract descriptors for ``(id, path)`` pairs into ``store``, resuming where a run stopped.
 
-    Each file is read twice: its first read (:func:`~ausil_lite.features.scan_audio`) runs ahead in
-    ``workers`` processes (0: in this process) while this one streams the second read through the
-    backbone, so neither holds more than a chunk of a recording however long it is.
+    A file's first read (:func:`~ausil_lite.features.scan_audio`) runs ahead in ``workers`` processes
+    (0: in this process) while this one runs the backbone: on the samples the scan kept for a short
+    file, or on a streamed second read of a long one, so neither process holds more than a chunk of a
+    long recording.
     A file that cannot be decoded is recorded as failed with its reason and the batch goes on; ids
     that failed before are skipped unless ``retry_failed``. Errors that are not bad input (bugs)
     propagate: finished videos stay stored.

@@ -33,14 +33,17 @@ def varied_signal(seconds: float, rate: int) -> np.ndarray:
     return signal.astype(np.float32)
 
 
-@pytest.mark.parametrize("suffix, rate, seconds", [
-    pytest.param(".m4a", 48_000, 61.0, marks=pytest.mark.slow),  # AAC at 48 kHz, resampled to 44.1 kHz
-    (".wav", 44_100, 17.0),
+@pytest.mark.parametrize("suffix, rate, seconds, keep_seconds", [
+    pytest.param(".m4a", 48_000, 61.0, 0.0, marks=pytest.mark.slow),  # AAC at 48 kHz, resampled to 44.1 kHz
+    (".wav", 44_100, 17.0, 0.0),  # read twice, as a long file is
+    (".wav", 44_100, 17.0, 120.0),  # read once, the scan's samples kept
 ])
-def test_streamed_descriptors_equal_the_whole_signal_ones(make_media, monkeypatch, suffix, rate, seconds):
+def test_streamed_descriptors_equal_the_whole_signal_ones(make_media, monkeypatch, suffix, rate, seconds,
+                                                          keep_seconds):
     path = make_media("clip" + suffix, varied_signal(seconds, rate), rate=rate)
     # small chunks and batches, aligned neither to hops, blocks nor batches
     monkeypatch.setattr(features, "stream_audio", functools.partial(stream_audio, chunk_samples=30_011))
+    monkeypatch.setattr(features, "KEEP_SECONDS", keep_seconds)
     extractor = FeatureExtractor(ExtractionConfig(device="cpu", batch_size=7))
     streamed = extractor.from_file(path)
     whole = whole_signal_descriptors(extractor, load_audio(path))
@@ -80,8 +83,21 @@ def test_silence_and_damage_are_reported_once(make_media, tmp_path):
     assert [issubclass(w.category, CorruptStreamWarning) for w in caught] == [True]
 
 
+def test_only_long_files_are_read_twice(make_media, monkeypatch):
+    reads = []
+    monkeypatch.setattr(features, "stream_audio", lambda path, **kw: reads.append(path) or stream_audio(path, **kw))
+    monkeypatch.setattr(features, "KEEP_SECONDS", 3.0)
+    extractor = FeatureExtractor(ExtractionConfig(device="cpu"))
+    short, long = make_media("short.wav", noise(2.5)), make_media("long.wav", noise(4.0))
+    assert scan_audio(short).waveform is not None and scan_audio(long).waveform is None
+    reads.clear()
+    extractor.from_file(short)
+    extractor.from_file(long)
+    assert reads == [short, long, long]
+
+
 def test_a_file_changed_between_its_two_reads_is_an_error(make_media):
     path = make_media("a.wav", noise(2.0))
-    stale = dataclasses.replace(scan_audio(path), samples=3 * 44_100)
+    stale = dataclasses.replace(scan_audio(path), samples=3 * 44_100, waveform=None)
     with pytest.raises(CorruptStreamError, match="changed while it was read"):
         FeatureExtractor(ExtractionConfig(device="cpu")).from_file(path, stale)

@@ -1,11 +1,17 @@
 """From a media file or a waveform to per-segment MAC descriptors: the feature pipeline in one place.
 
 audio (decode, 44.1 kHz, peak-normalise) -> log-mel -> 2-s segments -> backbone -> MAC (N, 2528).
+
+Every stage streams: audio arrives in chunks of ~20 s and the backbone reads a batch of segments at a
+time, so memory does not grow with a recording's length. Two numbers depend on the whole signal, the
+peak that normalisation divides by and the loudest mel cell the 80 dB floor hangs from, so a long file
+is read twice: :func:`scan_audio` finds them, then the second read makes the descriptors. A short file
+(most videos) keeps its samples from the first read, so it is decoded once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,11 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ausil_lite.audio import SAMPLE_RATE, load_audio
+from ausil_lite.audio import CHUNK_SAMPLES, SAMPLE_RATE, audible_peak, stream_audio
 from ausil_lite.backbone import fold_batchnorm, load_backbone, mac_descriptors
-from ausil_lite.errors import BackboneWeightsError
+from ausil_lite.errors import BackboneWeightsError, CorruptStreamError
 from ausil_lite.models.released import RELEASED_VERSION, load_released_backbone
-from ausil_lite.spectrogram import log_mel_spectrogram, segment_spectrogram
+from ausil_lite.spectrogram import mel_power_chunks, power_to_db, segment_batches
 
 BACKBONES = ("released", "random", "kumar2018", "selfsup")
 
@@ -72,6 +78,66 @@ def describe_extraction(config: Mapping[str, Any]) -> str:
     return f"the {backbone} backbone ({config.get('weights')})"
 
 
+KEEP_SECONDS = 300.0
+"""Audio up to this long keeps its first read's samples (53 MB at most), so only longer files are decoded
+twice: reading twice made extraction of ordinary clips about a third slower."""
+
+
+@dataclass(frozen=True)
+class AudioScan:
+    """What a first read of a file's audio learns for the second, streamed one."""
+
+    samples: int  # at the analysis rate (44.1 kHz)
+    peak: float  # largest absolute sample, which peak normalisation divides by
+    max_power: float  # largest mel power of the normalised signal: the dB floor sits 80 dB below it
+    waveform: np.ndarray | None = None  # the raw samples, kept for audio of at most KEEP_SECONDS
+
+    @property
+    def seconds(self) -> float:
+        return self.samples / SAMPLE_RATE
+
+
+def scan_audio(path: str | Path) -> AudioScan:
+    """Read the audio of ``path`` once, a chunk at a time, for its length, peak and loudest mel cell.
+
+    Bad input raises the ``AudioError`` naming the file (:class:`SilentAudioError` on silence); damage
+    that was survived is reported here, as a :class:`CorruptStreamWarning`, and not again.
+    """
+    seen = {"samples": 0, "peak": 0.0}
+    kept: list[np.ndarray] = []  # emptied for good once the audio passes KEEP_SECONDS
+
+    def waveform() -> Iterator[torch.Tensor]:
+        for chunk in stream_audio(path):
+            seen["samples"] += len(chunk)
+            seen["peak"] = max(seen["peak"], float(np.max(np.abs(chunk))) if len(chunk) else 0.0)
+            if seen["samples"] <= KEEP_SECONDS * SAMPLE_RATE:
+                kept.append(chunk)
+            else:
+                kept.clear()
+            yield torch.from_numpy(chunk)
+
+    raw_power = max(float(frames.max()) for frames in mel_power_chunks(waveform()))
+    peak = audible_peak(seen["peak"], path)
+    samples = np.concatenate(kept) if kept else None
+    return AudioScan(seen["samples"], peak, raw_power / peak / peak, samples)
+
+
+def _normalised(path: str | Path, scan: AudioScan) -> Iterator[np.ndarray]:
+    """``path``'s chunks peak-normalised, as :func:`~ausil_lite.audio.load_audio` scales the whole signal:
+    the samples ``scan`` kept, or else a second read; a file that no longer gives what ``scan`` read is an
+    error, not other descriptors."""
+    if scan.waveform is not None:
+        for start in range(0, len(scan.waveform), CHUNK_SAMPLES):
+            yield (scan.waveform[start : start + CHUNK_SAMPLES] / scan.peak).astype(np.float32, copy=False)
+        return
+    samples = 0
+    for chunk in stream_audio(path, warn=False):
+        samples += len(chunk)
+        yield (chunk / scan.peak).astype(np.float32, copy=False)
+    if samples != scan.samples:
+        raise CorruptStreamError(path, f"the file changed while it was read ({scan.samples} samples, then {samples})")
+
+
 class FeatureExtractor:
     """Holds the backbone on its device and turns audio into (N, 2528) float32 descriptors."""
 
@@ -84,13 +150,32 @@ class FeatureExtractor:
         self.model = fold_batchnorm(backbone)
         self.device = next(self.model.parameters()).device
 
-    @torch.inference_mode()
     def from_waveform(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         """Descriptors of a mono waveform already at ``sample_rate`` (44.1 kHz) and peak-normalised."""
-        wave = torch.as_tensor(np.asarray(samples, dtype=np.float32), device=self.device)
-        segments = segment_spectrogram(log_mel_spectrogram(wave, sample_rate))
-        return mac_descriptors(self.model, segments, self.config.batch_size).float().cpu().numpy()
+        samples = np.asarray(samples, dtype=np.float32)
 
-    def from_file(self, path: str | Path) -> np.ndarray:
-        """Descriptors of the audio track of ``path``; bad input raises an ``AudioError`` naming it."""
-        return self.from_waveform(load_audio(path))
+        def chunks() -> Iterator[np.ndarray]:
+            return (samples[i : i + CHUNK_SAMPLES] for i in range(0, max(len(samples), 1), CHUNK_SAMPLES))
+
+        tensors = (torch.as_tensor(c, device=self.device) for c in chunks())
+        max_power = max(float(frames.max()) for frames in mel_power_chunks(tensors, sample_rate))
+        return self._descriptors(chunks(), max_power, sample_rate)
+
+    def from_file(self, path: str | Path, scan: AudioScan | None = None) -> np.ndarray:
+        """Descriptors of the audio track of ``path``; bad input raises an ``AudioError`` naming it.
+
+        ``scan`` is the file's :func:`scan_audio`, when a decode worker has made it already.
+        """
+        scan = scan_audio(path) if scan is None else scan
+        return self._descriptors(_normalised(path, scan), scan.max_power, SAMPLE_RATE)
+
+    @torch.inference_mode()
+    def _descriptors(self, chunks: Iterable[np.ndarray], max_power: float, sample_rate: int) -> np.ndarray:
+        """Descriptors of a normalised waveform given in chunks, whose mel power peaks at ``max_power``."""
+        waveform = (torch.as_tensor(c, device=self.device) for c in chunks)
+        frames = (power_to_db(p, max_power=max_power) for p in mel_power_chunks(waveform, sample_rate))
+        parts = [
+            mac_descriptors(self.model, batch, self.config.batch_size).float().cpu()
+            for batch in segment_batches(frames, self.config.batch_size)
+        ]
+        return torch.cat(parts).numpy()

@@ -38,10 +38,9 @@ import numpy.lib.format as npy_format
 import pandas as pd
 from tqdm import tqdm
 
-from ausil_lite.audio import SAMPLE_RATE, load_audio
 from ausil_lite.config import provenance
 from ausil_lite.errors import AudioError, InputError
-from ausil_lite.features import ExtractionConfig, FeatureExtractor, describe_extraction
+from ausil_lite.features import AudioScan, ExtractionConfig, FeatureExtractor, describe_extraction, scan_audio
 
 INDEX_COLUMNS = ["id", "source", "duration", "segments", "status", "error"]
 DONE = ("ok", "partial")
@@ -231,12 +230,12 @@ class ExtractionSummary:
         return "\n".join(lines)
 
 
-def _decode(path: str) -> tuple[np.ndarray, str]:
-    """Worker job: decoded, resampled, normalised audio and any recovery warning (as text)."""
+def _scan(path: str) -> tuple[AudioScan, str]:
+    """Worker job: the file's first read (a few numbers, whatever its length) and any recovery warning (as text)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        samples = load_audio(path)
-    return samples, "; ".join(str(w.message) for w in caught)
+        scan = scan_audio(path)
+    return scan, "; ".join(str(w.message) for w in caught)
 
 
 def _init_worker() -> None:
@@ -267,7 +266,10 @@ def extract_videos(
 ) -> ExtractionSummary:
     """Extract descriptors for ``(id, path)`` pairs into ``store``, resuming where a run stopped.
 
-    Audio is decoded in ``workers`` processes (0: in this process) while the backbone runs here.
+    A file's first read (:func:`~ausil_lite.features.scan_audio`) runs ahead in ``workers`` processes
+    (0: in this process) while this one runs the backbone: on the samples the scan kept for a short
+    file, or on a streamed second read of a long one, so neither process holds more than a chunk of a
+    long recording.
     A file that cannot be decoded is recorded as failed with its reason and the batch goes on; ids
     that failed before are skipped unless ``retry_failed``. Errors that are not bad input (bugs)
     propagate: finished videos stay stored.
@@ -278,30 +280,36 @@ def extract_videos(
         extractor = FeatureExtractor(config)
         # closing: an interruption in the loop ends the decode workers now, not when the generator is collected
         with tqdm(total=len(todo), desc="extract", unit="video", disable=not progress, file=sys.stderr) as bar, \
-                contextlib.closing(_decoded(todo, workers)) as decoded:
-            for vid, path, result in decoded:
+                contextlib.closing(_scanned(todo, workers)) as scanned:
+            for vid, path, result in scanned:
                 if isinstance(result, AudioError):
                     summary.failed[vid] = str(result)
                     store.record_failure(vid, path, str(result))
                 else:
-                    samples, note = result
-                    store.save(vid, extractor.from_waveform(samples), path, len(samples) / SAMPLE_RATE, note)
-                    if note:
-                        summary.partial[vid] = note
-                    summary.extracted += 1
-                    summary.audio_seconds += len(samples) / SAMPLE_RATE
+                    scan, note = result
+                    try:
+                        descriptors = extractor.from_file(path, scan)
+                    except AudioError as exc:  # the file changed between its two reads
+                        summary.failed[vid] = str(exc)
+                        store.record_failure(vid, path, str(exc))
+                    else:
+                        store.save(vid, descriptors, path, scan.seconds, note)
+                        if note:
+                            summary.partial[vid] = note
+                        summary.extracted += 1
+                        summary.audio_seconds += scan.seconds
                 bar.set_postfix(failed=len(summary.failed))
                 bar.update()
     summary.wall_seconds = time.perf_counter() - started
     return summary
 
 
-def _decoded(todo: list[tuple[str, str]], workers: int):
-    """Yield ``(id, path, (samples, note) | AudioError)`` in order, decoding ahead in worker processes."""
+def _scanned(todo: list[tuple[str, str]], workers: int):
+    """Yield ``(id, path, (scan, note) | AudioError)`` in order, scanning ahead in worker processes."""
     if workers <= 0:
         for vid, path in todo:
             try:
-                yield vid, path, _decode(path)
+                yield vid, path, _scan(path)
             except AudioError as exc:
                 yield vid, path, exc
         return
@@ -313,11 +321,11 @@ def _decoded(todo: list[tuple[str, str]], workers: int):
     finished = False
     try:
         while True:
-            while len(pending) < 2 * workers:  # bounded read-ahead keeps memory to a few waveforms
+            while len(pending) < 2 * workers:  # bounded read-ahead: an interruption wastes little, no scan goes stale
                 nxt = next(items, None)
                 if nxt is None:
                     break
-                pending.append((nxt[0], nxt[1], pool.submit(_decode, nxt[1])))
+                pending.append((nxt[0], nxt[1], pool.submit(_scan, nxt[1])))
             if not pending:
                 finished = True
                 return

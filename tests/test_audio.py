@@ -132,3 +132,40 @@ def test_errors_survive_pickling_for_worker_processes(tmp_path):
 
     err = pickle.loads(pickle.dumps(MissingFileError(tmp_path / "x.mp4")))
     assert isinstance(err, MissingFileError) and err.path.endswith("x.mp4") and str(err).endswith("file not found")
+
+
+@pytest.mark.parametrize("orig_rate", [48_000, 22_050, 8_000, 96_000, SAMPLE_RATE])
+def test_resampling_in_chunks_equals_resampling_whole(orig_rate):
+    from ausil_lite.audio import resample, resample_chunks
+
+    signal = noise(3.0, seed=orig_rate, rate=orig_rate)[:-37]  # a length that is no whole number of filter steps
+    whole = resample(signal, orig_rate)
+    for size in (997, 30_011, len(signal)):
+        chunks = [signal[i : i + size] for i in range(0, len(signal), size)]
+        streamed = np.concatenate(list(resample_chunks(chunks, orig_rate)))
+        assert streamed.shape == whole.shape
+        np.testing.assert_allclose(streamed, whole, rtol=0, atol=1e-6)
+
+
+def test_streamed_audio_is_the_loaded_audio_before_normalisation(make_media):
+    from ausil_lite.audio import stream_audio
+
+    path = make_media("a.m4a", noise(5.0, rate=48_000), rate=48_000)
+    chunks = list(stream_audio(path, chunk_samples=20_000))
+    assert len(chunks) > 5
+    np.testing.assert_allclose(np.concatenate(chunks), load_audio(path, normalise=False), rtol=0, atol=1e-6)
+
+
+def test_streamed_damage_is_reported_once_when_the_chunks_run_out(make_media, tmp_path):
+    from ausil_lite.audio import stream_audio
+
+    full = make_media("full.mkv", noise(8.0)).read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(full[: len(full) // 2])
+    with pytest.warns(CorruptStreamWarning, match="cut.mkv") as caught:
+        streamed = np.concatenate(list(stream_audio(cut, chunk_samples=10_000)))
+    assert len([w for w in caught if issubclass(w.category, CorruptStreamWarning)]) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second read of a file already reported on stays quiet
+        again = np.concatenate(list(stream_audio(cut, warn=False)))
+    assert np.array_equal(streamed, again)

@@ -32,3 +32,21 @@ def test_segments_overlap_by_one_block_and_pad_with_zeros():
     assert torch.equal(out[0, BLOCK_FRAMES:], out[1, :BLOCK_FRAMES])
     assert torch.equal(out[0], mel[:SEGMENT_FRAMES])
     assert torch.all(out[-1, 300 - 2 * BLOCK_FRAMES :] == 0)
+
+
+@pytest.mark.parametrize("seconds", [0.01, 2.0, 13.3])
+def test_streamed_log_mel_and_segments_equal_the_whole_signal(seconds):
+    from ausil_lite.spectrogram import mel_power_chunks, power_to_db, segment_batches
+
+    signal = torch.from_numpy(tone(440.0, seconds) + noise(seconds, seed=1))
+    signal[: len(signal) // 3] = 0.0  # a silent stretch, so the 80 dB floor is reached
+    whole = log_mel_spectrogram(signal)
+    for size in (700, 5_003, 100_000):
+        power = list(mel_power_chunks(signal.split(size)))
+        max_power = max(float(p.max()) for p in power)
+        streamed = [power_to_db(p, max_power=max_power) for p in power]
+        assert torch.allclose(torch.cat(streamed), whole, rtol=0, atol=1e-3)  # dB
+        for batch_size in (1, 4, 64):
+            batches = list(segment_batches(iter(streamed), batch_size))
+            assert all(len(b) == batch_size for b in batches[:-1])
+            assert torch.allclose(torch.cat(batches), segment_spectrogram(whole), rtol=0, atol=1e-3)

@@ -34,24 +34,23 @@ def test_batch_records_failures_and_finishes_the_rest(videos, tmp_path, workers)
 def test_interrupted_run_resumes_without_redoing(videos, tmp_path, monkeypatch):
     store = FeatureStore(tmp_path / "store")
     calls = []
-    original = FeatureExtractor.from_waveform
+    original = FeatureExtractor.from_file
 
-    def crash_after_two(self, samples, *args):
+    def crash_after_two(self, path, *args):
         if len(calls) == 2:
             raise KeyboardInterrupt  # the machine went down mid-batch
-        calls.append(len(samples))
-        return original(self, samples, *args)
+        calls.append(path)
+        return original(self, path, *args)
 
-    monkeypatch.setattr(FeatureExtractor, "from_waveform", crash_after_two)
+    monkeypatch.setattr(FeatureExtractor, "from_file", crash_after_two)
     with pytest.raises(KeyboardInterrupt):
         extract_videos(videos, store, workers=0, progress=False)
     assert store.ids() == ["v0", "v1"]
     assert store.index.set_index("id").loc["bad", "status"] == "failed"  # recorded before the crash
     first = store.load("v0")
-    monkeypatch.setattr(FeatureExtractor, "from_waveform", original)
     counted = []
     monkeypatch.setattr(
-        FeatureExtractor, "from_waveform", lambda self, s, *a: counted.append(1) or original(self, s, *a)
+        FeatureExtractor, "from_file", lambda self, p, *a: counted.append(1) or original(self, p, *a)
     )
     summary = extract_videos(videos, store, workers=0, progress=False)
     assert len(counted) == 2 and summary.extracted == 2 and summary.skipped == 3  # v0, v1, bad

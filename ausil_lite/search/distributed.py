@@ -24,9 +24,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ausil_lite.audio import SAMPLE_RATE, load_audio
 from ausil_lite.errors import AudioError
-from ausil_lite.features import ExtractionConfig, FeatureExtractor
+from ausil_lite.features import ExtractionConfig, FeatureExtractor, scan_audio
 from ausil_lite.store import ExtractionSummary, FeatureStore
 
 _EXTRACTORS: dict[ExtractionConfig, FeatureExtractor] = {}  # per worker process
@@ -43,11 +42,11 @@ def extract_task(path: str, config: ExtractionConfig) -> tuple[np.ndarray, float
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            samples = load_audio(path)
+            scan = scan_audio(path)
+        descriptors = _EXTRACTORS[config].from_file(path, scan)  # streamed: hours of audio fit a worker
     except AudioError as exc:
         return exc
-    note = "; ".join(str(w.message) for w in caught)
-    return _EXTRACTORS[config].from_waveform(samples), len(samples) / SAMPLE_RATE, note
+    return descriptors, scan.seconds, "; ".join(str(w.message) for w in caught)
 
 
 def task_key(video_id: str, config: ExtractionConfig) -> str:

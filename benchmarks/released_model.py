@@ -1,6 +1,6 @@
 """The released model on audio it never trained on: DAVR-unseen, every method, per family, and the targets.
 
-    python benchmarks/released_model.py [--version ausil-lite-v1] [--ci-models DATA/models/ci] [--write-card]
+    python benchmarks/released_model.py [--version ausil-lite-v1] [--ci-models DATA/models/ci] [--float32] [--write-card]
 
 Builds DAVR-unseen (profile ci: 100 queries, 1,200 videos from packages outside the training corpus) when it is
 not built yet, extracts its descriptors with the released model and with the random backbone (and with the
@@ -19,6 +19,7 @@ are kept until their inputs change). ``--write-card`` also writes the table into
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -64,6 +65,16 @@ def ausil_methods(name: str, store: Path, variants: Path | None, model_dir: Path
     return methods
 
 
+def float32_source(released: Path) -> tuple[ExtractionConfig, Path] | None:
+    """The float32 weights the released (float16) folder was exported from, when they are on this machine: scoring
+    both shows what storing float16 changes at the level of evaluation figures."""
+    made_from = json.loads((released / "config.json").read_text(encoding="utf-8")).get("made_from", {})
+    paths = [made_from.get(k, "").replace("$AUSIL_DATA", str(data_root())) for k in ("backbone_weights", "ausil_model")]
+    if not all(paths) or not Path(paths[0]).is_file() or not (Path(paths[1]) / "config.json").is_file():
+        return None
+    return ExtractionConfig(backbone="selfsup", weights=paths[0]), Path(paths[1])
+
+
 def ci_model(models: Path) -> tuple[ExtractionConfig, Path] | None:
     """The study's ci AuSiL model on its self-supervised backbone, when that run is on this machine."""
     model_dir = models / "ausil-selfsup"
@@ -84,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ci-models", type=Path, default=data_root() / "models" / "ci",
                         help="the study's ci models, scored beside the released one when present")
     parser.add_argument("--media-baselines", default="landmark,chromaprint")
+    parser.add_argument("--float32", action="store_true",
+                        help="also score the float32 weights the release was exported from (when on this machine)")
     parser.add_argument("--write-card", action="store_true", help="write the table into the model's card folder")
     args = parser.parse_args(argv)
 
@@ -99,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     store, variants = extract(bench, features / args.version, ExtractionConfig(backbone="released", model_version=args.version), True)
     methods += ausil_methods(args.version, store, variants, released, "released")
     methods.append(Method(f"chamfer-{args.version}", "chamfer", "released", str(store)))
+    if args.float32 and (source := float32_source(released)) is not None:
+        store32, variants32 = extract(bench, features / f"{args.version}-float32", source[0], True)
+        methods += [dataclasses.replace(m, variant_penalty=model_variant_penalty(released))  # the shipped penalty
+                    for m in ausil_methods(f"{args.version}-float32", store32, variants32, source[1], "selfsup")]
+    elif args.float32:
+        print(f"--float32: the weights {args.version} was exported from are not on this machine", flush=True)
     if (ci := ci_model(args.ci_models)) is not None:
         store, variants = extract(bench, features / "ci-selfsup", ci[0], True)
         methods += ausil_methods("ci", store, variants, ci[1], "selfsup")

@@ -120,3 +120,15 @@ def test_short_effects_are_joined_into_tracks(tmp_path, monkeypatch):
     assert [t.id for t in tracks] == ["some-effects:effects000"]
     assert tracks[0].duration_s == pytest.approx(11 * 2.5 + 10 * S.SPEECH_GAP_S, abs=0.05)
     assert [r.excluded for r in rows if r.track == "some-effects:effects001"] == ["joined clip shorter than 20 s"]
+
+
+def test_the_release_install_list_names_every_corpus_package():
+    import re
+
+    from ausil_lite.datasets.renders import SOUNDFONTS
+    from ausil_lite.paths import REPO_ROOT
+
+    script = (REPO_ROOT / "tools" / "system_packages.sh").read_text(encoding="utf-8")
+    needed = {s.package for s in C.CORPUS_PACKAGES} | {s.package for s in SOUNDFONTS} | {"fluidsynth"}
+    listed = set(re.findall(r"[a-z0-9][a-z0-9.+-]+", script))
+    assert needed <= listed, sorted(needed - listed)

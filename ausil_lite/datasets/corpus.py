@@ -206,12 +206,14 @@ def davr_mini_training_rows(manifest: str | Path = DAVR_MINI_MANIFEST) -> list[S
     return [r if r.track in keep or r.excluded else replace(r, excluded="DAVR-mini evaluation track") for r in rows]
 
 
-def scan_corpus() -> list[SourceFile]:
-    """Every manifest row of the corpus as installed now (slow: decodes every file once)."""
+def scan_corpus(log: Callable[[str], None] = print) -> list[SourceFile]:
+    """Every manifest row of the corpus as installed now (slow: decodes every file once; one line a package)."""
     refuse_reserved(spec.package for spec in CORPUS_PACKAGES)
+    refuse_unlicensed(spec.licence for spec in CORPUS_PACKAGES)
     rows = davr_mini_training_rows()
-    for spec in CORPUS_PACKAGES:
+    for number, spec in enumerate(CORPUS_PACKAGES, start=1):
         rows += scan_package(spec)
+        log(f"scanned {number}/{len(CORPUS_PACKAGES)} packages ({spec.package})")
     return rows
 
 
@@ -383,6 +385,6 @@ def manifest_digest(path: str | Path = CORPUS_MANIFEST) -> str:
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12]
 
 
-def rescan_manifest(path: str | Path = CORPUS_MANIFEST) -> Path:
+def rescan_manifest(path: str | Path = CORPUS_MANIFEST, log: Callable[[str], None] = print) -> Path:
     """Regenerate the committed manifest from the installed packages."""
-    return write_manifest(scan_corpus(), path)
+    return write_manifest(scan_corpus(log), path)

@@ -64,7 +64,7 @@ MuseScore General is left out for time (20 s a chorale, its sf3 samples are deco
 class RenderConfig:
     """Which scores are rendered through which soundfonts, and how."""
 
-    scores: int = 60  # the first N chorales by music21 corpus path: 60 x 3 soundfonts is about 3 hours
+    scores: int = 60  # the first N chorales by music21 corpus path: 60 x 3 soundfonts is 1.8 hours
     soundfonts: tuple[Soundfont, ...] = SOUNDFONTS
     sample_rate: int = 44_100  # Hz
     gain: float = 0.6  # FluidSynth's master gain: 0.6 keeps four voices below clipping

@@ -1,7 +1,8 @@
 """The released model's training corpus: every real recording we can reach that we may train on.
 
 Debian packages carry music, speech prompts and sound effects (``../shared/reference/audio-sources.md``).
-The corpus takes them all except two groups, and refuses those by name:
+The corpus takes every one whose licence allows redistributing a model trained on it (:data:`LICENCE_TERMS`,
+checked for every package and manifest row) except two groups, and refuses those by name:
 
 * **Reserved packages** (:data:`RESERVED_PACKAGES`), kept for an independent evaluation of the released model:
   never for training, tuning or choosing settings.
@@ -18,7 +19,12 @@ The manifest ``data_manifests/release_corpus.csv`` has the source pool's columns
 licence, kind, path, sha256, duration, sample rate, channels, why excluded). :func:`build_corpus` checks the
 installed files against it and writes ``train.csv`` (one single-file track a row, joined clips as wav) in
 the layout :class:`ausil_lite.datasets.training.TrainingPool` reads, so self-supervised and triplet training
-draw from the corpus exactly as they draw from DAVR-mini's training tracks.
+draw from the corpus exactly as they draw from DAVR-mini's training tracks. The renders of
+``data_manifests/release_renders.csv`` (:mod:`ausil_lite.datasets.renders`) join as kind ``renders``, each with
+its score as its ``group``: the same music in other recordings, hard negatives for each other.
+
+:func:`corpus_table` sums tracks and hours per package, kind and licence; the released model stores that table
+in its card (``card/corpus.csv``), so the model card's licence summary comes from the manifests it learnt from.
 """
 
 from __future__ import annotations

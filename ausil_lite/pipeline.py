@@ -277,7 +277,8 @@ def _source_key(config: PipelineConfig, extraction: ExtractionConfig, pool: Trai
         "speed_pairs": config.speed_pairs,
         "seed": config.seed, "extraction": {k: v for k, v in dataclasses.asdict(extraction).items()
                                             if k not in ("device", "batch_size")},
-        "tracks": [(t.id, t.duration_s) for t in pool.tracks],
+        # a track's group decides its sibling negatives; ungrouped tracks keep the keys they always had
+        "tracks": [(t.id, t.duration_s, t.group) if t.group else (t.id, t.duration_s) for t in pool.tracks],
     }
     return hashlib.sha1(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
 

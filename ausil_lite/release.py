@@ -29,7 +29,8 @@ from pathlib import Path
 
 import torch
 
-from ausil_lite.datasets.corpus import CORPUS_MANIFEST, build_corpus, manifest_digest
+from ausil_lite.datasets.corpus import CORPUS_MANIFEST, build_corpus, corpus_tracks, manifest_digest, write_corpus_table
+from ausil_lite.datasets.renders import RENDER_MANIFEST
 from ausil_lite.models.export import export_released_model
 from ausil_lite.models.released import CARD_DIR, CARD_EVALUATION_FILES, MODELS_ROOT, card_is_current
 from ausil_lite.paths import data_root
@@ -43,6 +44,8 @@ RELEASE_SIZES = dict(
 )
 """Four times the ``ci`` profile's self-supervised steps (the best length measured on DAVR-mini ci), over the
 whole corpus instead of 20 tracks; the ``full`` profile's triplet counts, plus 100 speed-changed pairs."""
+CORPUS_TABLE = "corpus.csv"
+"""The model card's table of the training corpus (package, kind, licence, tracks, hours), beside the weights."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ class ReleaseRun:
 def train_release(run: ReleaseRun, log=print) -> dict:
     """Corpus, backbone, AuSiL network; returns what the model card reports (sizes, hours, timings)."""
     started = time.perf_counter()
-    summary = build_corpus(run.corpus_dir)
+    summary = build_corpus(run.corpus_dir, log=log)
     log(f"corpus: {summary.tracks} tracks, {summary.hours} h ({summary.hours_by_kind})")
     built = time.perf_counter()
     weights = train_backbone(run.pipeline, log)
@@ -78,9 +81,10 @@ def train_release(run: ReleaseRun, log=print) -> dict:
         "version": run.version,
         "machine": f"{torch.get_num_threads()} CPU threads ({platform.processor() or platform.machine()})"
         if not torch.cuda.is_available() else torch.cuda.get_device_name(),
-        "corpus": {"manifest": CORPUS_MANIFEST.name, "manifest_sha1": manifest_digest(), "tracks": summary.tracks,
-                   "hours": summary.hours, "hours_by_kind": summary.hours_by_kind,
-                   "hours_by_package": summary.hours_by_package},
+        "corpus": {"manifest": CORPUS_MANIFEST.name, "manifest_sha1": manifest_digest(),
+                   "renders": RENDER_MANIFEST.name, "renders_sha1": manifest_digest(RENDER_MANIFEST),
+                   "tracks": summary.tracks, "hours": summary.hours, "hours_by_kind": summary.hours_by_kind,
+                   "hours_by_package": summary.hours_by_package, "hours_by_licence": summary.hours_by_licence},
         "sizes": {k: v for k, v in dataclasses.asdict(run.pipeline).items() if k in RELEASE_SIZES},
         "seed": run.pipeline.seed,
         "triplets": triplets,
@@ -97,10 +101,16 @@ def train_release(run: ReleaseRun, log=print) -> dict:
 
 
 def export_release(run: ReleaseRun, report: dict, out_dir: Path | None = None) -> Path:
-    """Write the trained model into the package (``MODELS_ROOT/<version>``) with its learning curves in ``card/``.
+    """Write the trained model into the package (``MODELS_ROOT/<version>``) with its learning curves in ``card/``
+    and the corpus it learnt from (``card/corpus.csv``: tracks and hours per package, kind and licence).
 
     The variant penalty is calibrated on the AuSiL network's own training triplets (never on an evaluation).
+    Refuses when the corpus manifests changed since training: the card would describe another corpus.
     """
+    corpus = report["corpus"]
+    if (manifest_digest(), manifest_digest(RENDER_MANIFEST)) != (corpus["manifest_sha1"], corpus.get("renders_sha1")):
+        raise RuntimeError(f"{CORPUS_MANIFEST.name} or {RENDER_MANIFEST.name} changed since the model was trained; "
+                           "train again (python -m ausil_lite.release) before exporting")
     out = out_dir or MODELS_ROOT / run.version
     ausil_dir = Path(report["ausil_dir"])
     triplets = load_triplet_source(ausil_dir / f"triplets-{report['triplets']['key']}.npz")
@@ -116,6 +126,7 @@ def export_release(run: ReleaseRun, report: dict, out_dir: Path | None = None) -
             (card / name).unlink(missing_ok=True)
         print(f"{card}: the evaluation described other weights and was removed; "
               f"measure these with benchmarks/released_model.py --version {run.version} --write-card")
+    write_corpus_table(corpus_tracks(), card / CORPUS_TABLE)
     shutil.copyfile(run.pipeline.selfsup_dir / "loss.csv", card / "selfsup_loss.csv")
     shutil.copyfile(ausil_dir / CURVE_FILE, card / CURVE_FILE)
     return out

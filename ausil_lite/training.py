@@ -153,20 +153,24 @@ def triplet_source_from_pool(
 
     Draws ``pairs`` anchor clips of ``duration_s`` seconds with a transformed positive each, and
     ``negatives`` further clips; every clip is peak-normalised (as a decoded file would be) and passed
-    through ``extractor.from_waveform``. Anchors also join the negative pool; groups (source track ids)
-    keep a clip from being the negative of an anchor cut from the same track. Returns the source and
-    the transformation record of each pair.
+    through ``extractor.from_waveform``. Anchors also join the negative pool, and so does, for an anchor
+    whose track has siblings (renders of one score), the same moment of a sibling: the hardest negative,
+    the same music in another recording. Groups (source track ids) keep a clip from being the negative
+    of an anchor cut from the same track. Returns the source and the transformation record of each pair.
     """
     rng = np.random.default_rng(seed)
     kwargs = {} if families is None else {"families": families}
-    pair_list, records, anchor_groups = [], [], []
+    pair_list, records, anchor_groups, siblings, sibling_groups = [], [], [], [], []
     for _ in range(pairs):
         anchor, positive, params = pool.draw_pair(rng, duration_s, **kwargs)
         pair_list.append((extractor.from_waveform(peak_normalise(anchor.samples, f"{anchor.track}@{anchor.start_s}s")),
                           extractor.from_waveform(peak_normalise(positive, f"{anchor.track}@{anchor.start_s}s+{params['family']}"))))
         records.append({"track": anchor.track, "start_s": anchor.start_s, **params})
         anchor_groups.append(anchor.track)
-    negative_list, negative_groups = [a for a, _ in pair_list], list(anchor_groups)
+        if (sibling := pool.draw_sibling(rng, anchor)) is not None:  # the same music, another recording
+            siblings.append(extractor.from_waveform(peak_normalise(sibling.samples, f"{sibling.track}@{sibling.start_s}s")))
+            sibling_groups.append(sibling.track)
+    negative_list, negative_groups = [a for a, _ in pair_list] + siblings, anchor_groups + sibling_groups
     for _ in range(negatives):
         clip = pool.draw_clip(rng, duration_s)
         negative_list.append(extractor.from_waveform(peak_normalise(clip.samples, f"{clip.track}@{clip.start_s}s")))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the study needs: real recordings (the DAVR-mini and DAVR-unseen source pools
 # and the first chapter's example), Chromaprint's fpcalc (a baseline) and Chromium (the book's browser check).
-# With --release, also the released model's training corpus (ausil_lite/datasets/corpus.py; about 700 MB).
+# With --release, also the released model's training corpus (ausil_lite/datasets/corpus.py; about 4.5 GB installed),
+# and FluidSynth with three soundfonts for its rendered scores (ausil_lite/datasets/renders.py).
 # Idempotent: packages already present are not touched. Elsewhere it says what is missing and goes on.
 set -eo pipefail
 packages=(
@@ -20,6 +21,10 @@ if [ "${1:-}" = "--release" ]; then
     singularity-music ufoai-music asc-music pushover-data boswars-data tecnoballz-data heroes-sound-effects
     moon-lander-data oxygen-sounds sound-theme-freedesktop ktuberling-data
     asterisk-core-sounds-it-wav asterisk-core-sounds-it-g722 asterisk-core-sounds-it-gsm
+    supertux-data supertuxkart-data widelands-data naev-data hedgewars-data freedroidrpg-data marsshooter-data
+    megaglest-data starfighter-data trackballs-data zaz-data xmoto-data extremetuxracer-data lincity-ng-data
+    frozen-bubble-data wesnoth-1.16-data lugaru-data minetest-data qabcs-data klettres-data
+    fluidsynth fluid-soundfont-gm timgm6mb-soundfont opl3-soundfont
   )
 fi
 missing=()

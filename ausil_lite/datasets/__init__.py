@@ -10,6 +10,7 @@ All four give a :class:`~ausil_lite.datasets.benchmark.Benchmark` (``queries()``
 - :func:`ausil_lite.datasets.svd.load_svd_alpha`.
 
 Training material (never evaluation material): :class:`ausil_lite.datasets.training.TrainingPool` draws
-clips and (anchor, positive) pairs from DAVR-mini's training tracks with
-:func:`ausil_lite.datasets.transforms.random_transform`.
+clips and (anchor, positive) pairs from DAVR-mini's training tracks, or from the released model's corpus
+(:mod:`ausil_lite.datasets.corpus`, with scores rendered through several soundfonts as hard negatives by
+:mod:`ausil_lite.datasets.renders`), with :func:`ausil_lite.datasets.transforms.random_transform`.
 """

@@ -1,7 +1,8 @@
 """The released model's training corpus: every real recording we can reach that we may train on.
 
 Debian packages carry music, speech prompts and sound effects (``../shared/reference/audio-sources.md``).
-The corpus takes them all except two groups, and refuses those by name:
+The corpus takes every one whose licence allows redistributing a model trained on it (:data:`LICENCE_TERMS`,
+checked for every package and manifest row) except two groups, and refuses those by name:
 
 * **Reserved packages** (:data:`RESERVED_PACKAGES`), kept for an independent evaluation of the released model:
   never for training, tuning or choosing settings.
@@ -18,7 +19,12 @@ The manifest ``data_manifests/release_corpus.csv`` has the source pool's columns
 licence, kind, path, sha256, duration, sample rate, channels, why excluded). :func:`build_corpus` checks the
 installed files against it and writes ``train.csv`` (one single-file track a row, joined clips as wav) in
 the layout :class:`ausil_lite.datasets.training.TrainingPool` reads, so self-supervised and triplet training
-draw from the corpus exactly as they draw from DAVR-mini's training tracks.
+draw from the corpus exactly as they draw from DAVR-mini's training tracks. The renders of
+``data_manifests/release_renders.csv`` (:mod:`ausil_lite.datasets.renders`) join as kind ``renders``, each with
+its score as its ``group``: the same music in other recordings, hard negatives for each other.
+
+:func:`corpus_table` sums tracks and hours per package, kind and licence; the released model stores that table
+in its card (``card/corpus.csv``), so the model card's licence summary comes from the manifests it learnt from.
 """
 
 from __future__ import annotations
@@ -27,11 +33,13 @@ import csv
 import fnmatch
 import hashlib
 import io
+import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ausil_lite.datasets.renders import RENDER_MANIFEST, ensure_renders, read_render_manifest
 from ausil_lite.datasets.sources import (
     MANIFEST as DAVR_MINI_MANIFEST,
     RESERVED_PACKAGES,
@@ -52,7 +60,7 @@ from ausil_lite.paths import REPO_ROOT
 CORPUS_MANIFEST = REPO_ROOT / "data_manifests" / "release_corpus.csv"
 
 EVALUATION_PACKAGES = tuple(spec.package for spec in UNSEEN_PACKAGES) + (
-    "asterisk-core-sounds-ru*", "asterisk-core-sounds-en-g722", "asterisk-core-sounds-en-gsm",
+    "nexuiz-*", "planetblupi-*", "asterisk-core-sounds-ru*", "asterisk-core-sounds-en-g722", "asterisk-core-sounds-en-gsm",
     "asterisk-moh-opsound-g722", "asterisk-moh-opsound-gsm",
 )
 """Shell patterns of the unseen-audio benchmark's packages and of other codecs of the study's evaluation
@@ -86,19 +94,86 @@ def _spec(package, kind, roots, suffixes, licence, **kw) -> PackageSpec:
     return PackageSpec(package, kind, tuple(roots), tuple(suffixes), licence, **kw)
 
 
+NAME_DUPLICATE = "a faster, older or remixed version of another track of the package: a hidden duplicate"
+MAYBE_SYNTHETIC = "spoken words of unstated origin (may be synthetic speech)"
+
 CORPUS_PACKAGES: tuple[PackageSpec, ...] = (
     _spec("ufoai-music", "music", ["/usr/share/games/ufoai/base"], [".ogg"], "GPL-2+ / CC-BY-3.0 (per file)",
           archives=(".pk3",)),
     _spec("singularity-music", "music", ["/usr/share/games/singularity/music"], [".ogg"], "CC-BY-SA-3.0"),
     _spec("asc-music", "music", ["/usr/share/games/asc/music"], [".mp3"], "GPL-2+"),
     _spec("pushover-data", "music", ["/usr/share/pushover"], [".ogg"], "GPL-3+"),
+    _spec("supertux-data", "music", ["/usr/share/games/supertux2"], [".ogg", ".wav"], "GPL-3+",
+          licence_by_prefix=(("/supertux2/music/", "GPL-2+"),),
+          kind_by_prefix=(("/supertux2/sounds/", "effects"), ("/supertux2/speech/", "speech")),
+          excluded=(("_old.ogg", NAME_DUPLICATE), ("/airship_remix.ogg", NAME_DUPLICATE),
+                    ("/voc-daytime2.ogg", NAME_DUPLICATE))),
+    _spec("supertuxkart-data", "music", ["/usr/share/games/supertuxkart/data"], [".ogg"], "CC-BY-SA-3.0",
+          licence_by_prefix=(
+              *((f"/music/{name}.ogg", "CC-BY-SA-4.0") for name in ("Boom_boom_boom", "alien_signal")),
+              ("/music/klabauter_dance.ogg", "GPL"),
+              *((f"/music/{name}.ogg", "GPL-3+") for name in ("Penguin_Party", "cocoa_river", "snowmountain",
+                                                                "theGreatFair")),
+              ("/data/sfx/", "CC0 / CC-BY-3.0 / CC-BY-SA-3.0 / CC-BY-SA-4.0 / GPL-2 / public domain (per file)"),
+              ("/data/tracks/", "CC-BY-SA-3.0 / CC-BY-4.0 / GPL-2+ (per file)"),
+              ("/data/library/", "GPL-3+"),
+          ),
+          kind_by_prefix=(("/data/sfx/", "effects"), ("/data/tracks/", "effects"), ("/data/library/", "effects")),
+          excluded=(("_fast.ogg", NAME_DUPLICATE), ("/farm_f.ogg", NAME_DUPLICATE))),
+    _spec("widelands-data", "music", ["/usr/share/games/widelands/data"], [".ogg"], "GPL-2+",
+          licence_by_prefix=tuple((f"/music/ingame_{n}.ogg", "CC-BY-SA-3.0") for n in (24, 25, 26)),
+          kind_by_prefix=(("/data/sound/", "effects"),)),
+    _spec("naev-data", "music", ["/usr/share/naev/dat/snd"], [".ogg", ".wav"], "GPL-3 OR CC-BY-3.0",
+          licence_by_prefix=(
+              *((f"/music/{n}.ogg", "CC-BY-3.0") for n in ("ambiphonic", "void_sensor")),
+              *((f"/music/{n}.ogg", "CC-BY-SA-3.0") for n in ("ambient4", "combat1", "combat2", "combat3", "dvaered1",
+                                                              "dvaered2", "eureka", "sirius2", "terminal")),
+              *((f"/music/{n}.ogg", "GPL-3+") for n in ("blackmoor_tides", "dark_city", "heartofmachine",
+                                                        "imminent_threat", "motherload", "pirate1_theme1",
+                                                        "pirates_orchestra")),
+              *((f"/music/{n}.ogg", "GPL-2+") for n in ("agriculture", "cosmostation", "galacticbattle", "launch2",
+                                                        "launch3chatstart", "liftoff", "machina", "mission", "ocean",
+                                                        "peace1", "peace2", "peace4", "peace6", "snow")),
+              ("/snd/sounds/", "GPL-2+"),
+          ),
+          kind_by_prefix=(("/snd/sounds/", "effects"),),
+          excluded=(("/ambient2_5.ogg", NAME_DUPLICATE),)),
+    _spec("hedgewars-data", "music", ["/usr/share/games/hedgewars/Data"], [".ogg"], "GPL-2",
+          kind_by_prefix=(("/Sounds/voices/", "speech"), ("/Data/Sounds/", "effects"))),
+    _spec("freedroidrpg-data", "music", ["/usr/share/freedroidrpg/data"], [".ogg"], "GPL-2+",
+          kind_by_prefix=(("/voice_samples/", "speech"), ("/tux_ingame_comments/", "speech"),
+                          ("/sound/effects/", "effects"))),
+    _spec("marsshooter-data", "music", ["/usr/share/games/marsshooter/audio"], [".ogg", ".wav"], "GPL-3+",
+          kind_by_prefix=(("/audio/toon/", "effects"), ("/audio/announcer/", "speech"), ("/audio/interface/", "effects"))),
+    _spec("megaglest-data", "music", ["/usr/share/games/megaglest"], [".ogg", ".wav"], "CC-BY-SA-3.0",
+          kind_by_prefix=(("/sounds/", "effects"),)),
+    _spec("starfighter-data", "music", ["/usr/share/starfighter"], [".ogg"], "GPL-2+",
+          kind_by_prefix=(("/sound/", "effects"),)),
+    _spec("trackballs-data", "music", ["/usr/share/games/trackballs"], [".ogg", ".wav"], "GPL-2+",
+          licence_by_prefix=tuple((f"/music/{n}.ogg", "Ethymonics-Free-Music-1.0")
+                                  for n in ("c64revival", "crazy", "eurovision")),
+          kind_by_prefix=(("/sfx/", "effects"),)),
+    _spec("zaz-data", "music", ["/usr/share/games/zaz"], [".ogg", ".wav"], "GPL-3+",
+          licence_by_prefix=(("/mus", "CC-BY-SA-3.0"),)),
+    _spec("xmoto-data", "music", ["/usr/share/games/xmoto/Textures/Musics"], [".ogg"], "GPL-2+"),
+    _spec("extremetuxracer-data", "music", ["/usr/share/games/etr"], [".ogg", ".wav"], "GPL-2+",
+          kind_by_prefix=(("/etr/sounds/", "effects"),)),
+    _spec("lincity-ng-data", "music", ["/usr/share/games/lincity-ng"], [".ogg", ".wav"], "GPL-2+",
+          kind_by_prefix=(("/lincity-ng/sounds/", "effects"),)),
+    _spec("frozen-bubble-data", "music", ["/usr/share/games/frozen-bubble/snd"], [".ogg", ".wav"], "GPL-2"),
     _spec("boswars-data", "effects", ["/usr/share/games/boswars"], [".wav", ".ogg"], "GPL-2+"),
     _spec("tecnoballz-data", "effects", ["/usr/share/games/tecnoballz/sounds"], [".wav"], "GPL-3+"),
     _spec("heroes-sound-effects", "effects", ["/usr/share/games/heroes/sfx"], [".wav"], "GPL-2+"),
     _spec("moon-lander-data", "effects", ["/usr/share/games/moon-lander/sounds"], [".wav"], "BSD-2-Clause"),
     _spec("oxygen-sounds", "effects", ["/usr/share/sounds"], [".ogg"], "LGPL-3.0-or-later"),
     _spec("sound-theme-freedesktop", "effects", ["/usr/share/sounds/freedesktop"], [".oga"], "CC-BY-SA-3.0 OR GPL-2+"),
+    _spec("wesnoth-1.16-data", "effects", ["/usr/share/games/wesnoth/1.16"], [".ogg", ".wav"], "GPL-2+"),
+    _spec("lugaru-data", "effects", ["/usr/share/games/lugaru/Sounds"], [".ogg"], "GPL-2+"),
+    _spec("minetest-data", "effects", ["/usr/share/games/minetest"], [".ogg"], "CC-BY-SA-3.0"),
+    _spec("qabcs-data", "effects", ["/usr/share/qabcs/abcs"], [".ogg"], "GPL-3+",
+          excluded=(("/sounds/words/", MAYBE_SYNTHETIC), ("/sounds/alpha/", MAYBE_SYNTHETIC))),
     _spec("ktuberling-data", "speech", ["/usr/share/ktuberling/sounds"], [".ogg", ".opus", ".wav"], "GPL-2+ / CC-BY / CC0 (per file)"),
+    _spec("klettres-data", "speech", ["/usr/share/klettres"], [".ogg"], "GPL-2+"),
     *(
         _spec(f"asterisk-core-sounds-it-{codec}", "speech", ["/usr/share/asterisk/sounds/it_IT_m_Carlo"], [f".{codec}"],
               "CC-BY-3.0", excluded=(("/silence/", "silent"),))
@@ -106,8 +181,26 @@ CORPUS_PACKAGES: tuple[PackageSpec, ...] = (
     ),
 )
 """File-based packages beyond DAVR-mini's (whose training tracks join through :func:`davr_mini_training_rows`).
-Tracker modules (``.xm``, ``.mod``, ``.it``: fb-music-high, heroes-sound-tracks, tomatoes-data, tecnoballz's
-music) and raw PCM (xblast-tnt) are left out: FFmpeg as PyAV ships it cannot decode them."""
+A game's files are music unless their folder says effects or speech (``kind_by_prefix``); licences follow the
+package's ``debian/copyright`` file by file (``licence_by_prefix``), and a package whose files carry several
+licences that the copyright file does not map to paths is marked ``(per file)``. Left out, with the reason in
+:data:`LEFT_OUT`: packages whose audio FFmpeg cannot decode, whose licence is unclear, or that are evaluation audio."""
+
+LEFT_OUT: dict[str, str] = {
+    "fb-music-high, heroes-sound-tracks, tomatoes-data, pingus-data, ri-li-data":
+        "tracker modules (.xm, .mod, .it, .s3m): FFmpeg as PyAV ships it cannot decode them",
+    "xblast-tnt-musics, xblast-tnt-sounds": "raw PCM without a header",
+    "beneath-a-steel-sky, flight-of-the-amazon-queen, lure-of-the-temptress":
+        "speech and music inside ScummVM resource files FFmpeg cannot read; freeware licences, not free ones",
+    "openclonk-data": "its copyright file says only that 'some' content files are CC-BY-3.0 or CC0: a music file's "
+                      "licence is not stated",
+    "nexuiz-data, planetblupi-music-midi": "the unseen-audio benchmark's games (the MIDI is the same music): refused",
+    "openttd-opensfx": "its sounds sit in OpenTTD's own .cat container",
+    "blobandconquer-data, neverball-data, blobwars-data": "no audio file with a suffix the corpus reads (not looked into further)",
+    "trigger-rally-data, openarena-data": "audio inside .zip / .pk3 archives, not yet read (ufoai-music shows how)",
+    "festvox-*, mbrola-*, espeak-ng-data": "synthetic speech (text to speech), not recordings",
+}
+"""Packages looked at and left out of the corpus, with why (the data manifests' README repeats it)."""
 
 def davr_mini_training_rows(manifest: str | Path = DAVR_MINI_MANIFEST) -> list[SourceFile]:
     """DAVR-mini's manifest rows, its evaluation tracks marked excluded (seed 0 split, as the study)."""
@@ -119,12 +212,14 @@ def davr_mini_training_rows(manifest: str | Path = DAVR_MINI_MANIFEST) -> list[S
     return [r if r.track in keep or r.excluded else replace(r, excluded="DAVR-mini evaluation track") for r in rows]
 
 
-def scan_corpus() -> list[SourceFile]:
-    """Every manifest row of the corpus as installed now (slow: decodes every file once)."""
+def scan_corpus(log: Callable[[str], None] = print) -> list[SourceFile]:
+    """Every manifest row of the corpus as installed now (slow: decodes every file once; one line a package)."""
     refuse_reserved(spec.package for spec in CORPUS_PACKAGES)
+    refuse_unlicensed(spec.licence for spec in CORPUS_PACKAGES)
     rows = davr_mini_training_rows()
-    for spec in CORPUS_PACKAGES:
+    for number, spec in enumerate(CORPUS_PACKAGES, start=1):
         rows += scan_package(spec)
+        log(f"scanned {number}/{len(CORPUS_PACKAGES)} packages ({spec.package})")
     return rows
 
 
@@ -135,14 +230,104 @@ def read_corpus_manifest(path: str | Path = CORPUS_MANIFEST) -> list[SourceFile]
     return rows
 
 
+LICENCE_TERMS = frozenset({
+    "GPL", "GPL-2", "GPL-2+", "GPL-3", "GPL-3+", "LGPL-3.0-or-later", "BSD-2-Clause", "MIT", "CC0", "public domain",
+    "CC-BY", "CC-BY-3.0", "CC-BY-4.0", "CC-BY-SA", "CC-BY-SA-3.0", "CC-BY-SA-3.0+", "CC-BY-SA-4.0",
+    "Ethymonics-Free-Music-1.0",
+})
+"""Licences under which a model trained on a recording may be redistributed (copyleft and attribution terms
+are met by naming every file, its package and licence, in the manifests the model card points to)."""
+
+
+def licence_terms(licence: str) -> tuple[str, ...]:
+    """The licences named in a manifest's licence field: ``"GPL-2+ / CC-BY (per file)"`` -> GPL-2+, CC-BY;
+    ``"public domain + MIT"`` (a render: the score's, then the soundfont's) -> both."""
+    return tuple(t for t in re.split(r"\s+(?:/|OR|or|\+)\s+", licence.removesuffix("(per file)").strip()) if t)
+
+
+def refuse_unlicensed(licences: Iterable[str]) -> None:
+    """Raise :class:`CorpusError` naming licence fields with a term outside :data:`LICENCE_TERMS`."""
+    unknown = sorted({lic for lic in licences if not set(licence_terms(lic)) <= LICENCE_TERMS})
+    if unknown:
+        raise CorpusError(f"licences not known to allow redistributing a trained model: {unknown}")
+
+
+@dataclass(frozen=True)
+class CorpusTrack:
+    """One training track as ``train.csv`` lists it (``group``: the score id of a render, else '')."""
+
+    id: str
+    package: str
+    kind: str  # music, moh, speech, effects, or renders
+    licence: str
+    duration_s: float
+    group: str = ""
+
+
+def corpus_tracks(manifest: str | Path = CORPUS_MANIFEST, renders: str | Path | None = RENDER_MANIFEST) -> list[CorpusTrack]:
+    """The training tracks the manifests describe (no file is read): recordings, then renders."""
+    rows = read_corpus_manifest(manifest)
+    tracks = [CorpusTrack(t.id.replace(" ", "_"), t.package, t.kind, t.licence, t.duration_s)
+              for t in tracks_from_rows(rows)]
+    if renders is not None:
+        tracks += [CorpusTrack(r.track, r.package, "renders", r.licence, r.duration_s, r.group)
+                   for r in read_render_manifest(renders) if not r.excluded]
+    refuse_reserved({t.package for t in tracks})
+    refuse_unlicensed({t.licence for t in tracks})
+    return tracks
+
+
+TABLE_COLUMNS = ("package", "kind", "licence", "tracks", "hours")
+
+
+def corpus_table(tracks: Iterable[CorpusTrack]) -> list[dict]:
+    """Tracks and hours per (package, kind, licence), largest first: what the model card reports."""
+    cells: dict[tuple[str, str, str], list[float]] = {}
+    for t in tracks:
+        cell = cells.setdefault((t.package, t.kind, t.licence), [0, 0.0])
+        cell[0] += 1
+        cell[1] += t.duration_s / 3600
+    rows = [dict(zip(TABLE_COLUMNS, (*key, n, round(hours, 3)))) for key, (n, hours) in cells.items()]
+    return sorted(rows, key=lambda r: (-r["hours"], r["package"], r["licence"]))
+
+
+def write_corpus_table(tracks: Iterable[CorpusTrack], path: str | Path) -> Path:
+    """:func:`corpus_table` as CSV (the released model's ``card/corpus.csv``)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, TABLE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(corpus_table(tracks))
+    Path(path).write_text(buffer.getvalue(), encoding="utf-8")
+    return Path(path)
+
+
+def hours_by(table: Iterable[dict], column: str) -> dict[str, float]:
+    """Hours summed over ``table`` rows by ``column`` (kind, licence or package), largest first."""
+    sums: Counter = Counter()
+    for row in table:
+        sums[row[column]] += float(row["hours"])
+    return {k: round(v, 2) for k, v in sums.most_common()}
+
+
+def licence_obligations(table: Iterable[dict]) -> dict[str, list[str]]:
+    """The licence terms of ``table``, grouped by what redistributing a trained model asks of us."""
+    terms = sorted({t for row in table for t in licence_terms(row["licence"])})
+    return {
+        "attribution": [t for t in terms if t.startswith("CC-BY")],
+        "copyleft": [t for t in terms if t.startswith(("GPL", "LGPL", "CC-BY-SA", "Ethymonics"))],
+        "permissive": [t for t in terms if t in ("MIT", "BSD-2-Clause", "CC0", "public domain")],
+    }
+
+
 @dataclass(frozen=True)
 class CorpusSummary:
-    """What a built corpus holds: tracks and hours by kind and by package."""
+    """What a built corpus holds: tracks and hours by kind, by package and by licence."""
 
     root: Path
     tracks: int
     hours_by_kind: dict[str, float]
     hours_by_package: dict[str, float]
+    hours_by_licence: dict[str, float]
 
     @property
     def hours(self) -> float:
@@ -163,31 +348,42 @@ def _track_path(track: Track, root: Path) -> str | Path:
     return target
 
 
-def build_corpus(root: str | Path, manifest: str | Path = CORPUS_MANIFEST) -> CorpusSummary:
-    """Check the installed recordings against ``manifest`` and write ``root/train.csv`` (TrainingPool's layout).
+def build_corpus(
+    root: str | Path, manifest: str | Path = CORPUS_MANIFEST, renders: str | Path | None = RENDER_MANIFEST,
+    log: Callable[[str], None] = print,
+) -> CorpusSummary:
+    """Check the installed recordings against ``manifest``, render what ``renders`` lists and ``root`` lacks,
+    and write ``root/train.csv`` (TrainingPool's layout, with each render's score as its ``group``).
 
-    Idempotent: joined clips already there are reused.
+    Idempotent: joined clips and renders already there are reused (and checked against their SHA-256).
     """
     root = Path(root)
+    listed = corpus_tracks(manifest, renders)  # refuses reserved, evaluation and unlicensed audio first
     rows = read_corpus_manifest(manifest)
     verify_files(rows)
-    tracks = tracks_from_rows(rows)
-    refuse_reserved({t.package for t in tracks})
+    paths: dict[str, str | Path] = {}
+    recordings = tracks_from_rows(rows)
+    for number, t in enumerate(recordings, start=1):
+        paths[t.id.replace(" ", "_")] = _track_path(t, root)
+        if number % 500 == 0 or number == len(recordings):
+            log(f"corpus: {number}/{len(recordings)} recordings checked")
+    if renders is not None:
+        render_rows = read_render_manifest(renders)
+        ensure_renders(render_rows, root)
+        paths.update((r.track, root / r.path) for r in render_rows if not r.excluded)
+        log(f"corpus: {len(render_rows)} renders checked")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(("id", "package", "kind", "licence", "duration_s", "path"))
-    for t in tracks:
-        writer.writerow((t.id.replace(" ", "_"), t.package, t.kind, t.licence, f"{t.duration_s:.3f}", _track_path(t, root)))
+    writer.writerow(("id", "package", "kind", "licence", "duration_s", "path", "group"))
+    for t in listed:
+        writer.writerow((t.id, t.package, t.kind, t.licence, f"{t.duration_s:.3f}", paths[t.id], t.group))
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / ".train.csv"
     tmp.write_text(buffer.getvalue(), encoding="utf-8")
     tmp.replace(root / "train.csv")
-    by_kind, by_package = Counter(), Counter()
-    for t in tracks:
-        by_kind[t.kind] += t.duration_s / 3600
-        by_package[t.package] += t.duration_s / 3600
-    return CorpusSummary(root, len(tracks), {k: round(v, 2) for k, v in sorted(by_kind.items())},
-                         {k: round(v, 2) for k, v in sorted(by_package.items())})
+    table = corpus_table(listed)
+    return CorpusSummary(root, len(listed), dict(sorted(hours_by(table, "kind").items())),
+                         dict(sorted(hours_by(table, "package").items())), hours_by(table, "licence"))
 
 
 def manifest_digest(path: str | Path = CORPUS_MANIFEST) -> str:
@@ -195,6 +391,6 @@ def manifest_digest(path: str | Path = CORPUS_MANIFEST) -> str:
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12]
 
 
-def rescan_manifest(path: str | Path = CORPUS_MANIFEST) -> Path:
+def rescan_manifest(path: str | Path = CORPUS_MANIFEST, log: Callable[[str], None] = print) -> Path:
     """Regenerate the committed manifest from the installed packages."""
-    return write_manifest(scan_corpus(), path)
+    return write_manifest(scan_corpus(log), path)

@@ -87,6 +87,7 @@ class PackageSpec:
     licence_by_prefix: tuple[tuple[str, str], ...] = ()  # (path part, licence) overrides
     excluded: tuple[tuple[str, str], ...] = ()  # (path part, reason)
     archives: tuple[str, ...] = ()  # zip suffixes (".pk3") whose members with ``suffixes`` are recordings
+    kind_by_prefix: tuple[tuple[str, str], ...] = ()  # (path part, kind) overrides: a game's voices beside its music
 
     def __post_init__(self) -> None:
         refuse_reserved([self.package])
@@ -311,12 +312,13 @@ def scan_package(spec: PackageSpec) -> list[SourceFile]:
             duration, rate, channels = probe_file(path)
         except (av.error.FFmpegError, SourcePoolError) as exc:  # some game files are malformed
             duration, rate, channels, excluded = 0.0, 0, 0, f"undecodable: {exc}"
-        if not excluded and spec.kind not in JOINED_KINDS and duration < MIN_TRACK_S:
+        kind = _match(path, spec.kind_by_prefix) or spec.kind
+        if not excluded and kind not in JOINED_KINDS and duration < MIN_TRACK_S:
             excluded = f"shorter than {MIN_TRACK_S:g} s"
         rows.append(
             SourceFile(
                 track="", package=spec.package, version=version,
-                licence=_match(path, spec.licence_by_prefix) or spec.licence, kind=spec.kind,
+                licence=_match(path, spec.licence_by_prefix) or spec.licence, kind=kind,
                 path=path, sha256=recording_digest(path), duration_s=duration, sample_rate=rate,
                 channels=channels, excluded=excluded,
             )
@@ -325,15 +327,22 @@ def scan_package(spec: PackageSpec) -> list[SourceFile]:
 
 
 def _name_tracks(spec: PackageSpec, rows: list[SourceFile]) -> list[SourceFile]:
-    """Music: one track per file. Speech and effects: consecutive files of a folder joined to 30-60 s tracks."""
-    if spec.kind not in JOINED_KINDS:
-        return [replace(r, track=f"{spec.package}:{Path(r.path).stem}") for r in rows]
+    """Music: one track per file. Speech and effects: consecutive files of a folder joined to 30-60 s tracks,
+    numbered per kind (``<package>:speech000``)."""
+    out = [replace(r, track=f"{spec.package}:{Path(r.path).stem}") for r in rows if r.kind not in JOINED_KINDS]
+    for kind in JOINED_KINDS:
+        out += _join_clips(spec.package, kind, [r for r in rows if r.kind == kind])
+    return sorted(out, key=lambda r: r.path)
+
+
+def _join_clips(package: str, kind: str, rows: list[SourceFile]) -> list[SourceFile]:
+    """Consecutive usable files of one folder joined until a clip reaches 30 s (never past 60 s)."""
     out: list[SourceFile] = []
     groups: list[list[SourceFile]] = []
     folder = None
     for row in rows:
         if row.excluded:
-            out.append(replace(row, track=f"{spec.package}:{Path(row.path).parent.name}/{Path(row.path).stem}"))
+            out.append(replace(row, track=f"{package}:{Path(row.path).parent.name}/{Path(row.path).stem}"))
             continue
         parent = str(Path(row.path).parent)
         total = sum(r.duration_s + SPEECH_GAP_S for r in groups[-1]) if groups else 0.0
@@ -344,8 +353,8 @@ def _name_tracks(spec: PackageSpec, rows: list[SourceFile]) -> list[SourceFile]:
     for number, group in enumerate(groups):
         total = sum(r.duration_s for r in group) + SPEECH_GAP_S * (len(group) - 1)
         reason = "" if total >= MIN_TRACK_S else f"joined clip shorter than {MIN_TRACK_S:g} s"
-        out += [replace(r, track=f"{spec.package}:{spec.kind}{number:03d}", excluded=reason) for r in group]
-    return sorted(out, key=lambda r: r.path)
+        out += [replace(r, track=f"{package}:{kind}{number:03d}", excluded=reason) for r in group]
+    return out
 
 
 def scan_directory(root: str | Path) -> list[SourceFile]:

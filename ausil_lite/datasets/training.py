@@ -10,6 +10,11 @@ durations); :class:`TrainingPool` cuts random clips from them and makes transfor
     negative = pool.draw_clip(rng, 10.0, exclude=anchor.track)
 
 Unrelated audio for ``embed``/``mix`` positives comes from another training track.
+
+Tracks may form *groups* (``train.csv``'s optional ``group`` column): renders of one score through several
+soundfonts (:mod:`ausil_lite.datasets.renders`) are the same music but not the same recording. A group's
+tracks are never mixed into each other's positives, and :meth:`TrainingPool.draw_sibling` cuts the same
+moment from another track of the group: a hard negative. A track without a group is a group of its own.
 """
 
 from __future__ import annotations
@@ -32,6 +37,11 @@ class TrainingTrack:
     id: str
     path: Path
     duration_s: float
+    group: str = ""  # tracks of one group are the same music, never the same recording ('' = a group of its own)
+
+    @property
+    def group_id(self) -> str:
+        return self.group or self.id
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,7 @@ class TrainingPool:
         if len(tracks) < 2:
             raise SourcePoolError(f"a training pool needs at least two tracks, got {len(tracks)}")
         self.tracks = sorted(tracks, key=lambda t: t.id)
+        self._group = {t.id: t.group_id for t in self.tracks}
         self._weights = np.array([t.duration_s for t in self.tracks]) / sum(t.duration_s for t in self.tracks)
 
     @classmethod
@@ -66,7 +77,7 @@ class TrainingPool:
             path = path if path.is_absolute() else Path(root) / path
             if not recording_exists(path):
                 raise SourcePoolError(f"{table}: training track {row['id']} missing at {path}")
-            tracks.append(TrainingTrack(row["id"], path, float(row["duration_s"])))
+            tracks.append(TrainingTrack(row["id"], path, float(row["duration_s"]), row.get("group") or ""))
         return cls(tracks)
 
     @property
@@ -74,11 +85,27 @@ class TrainingPool:
         return [t.id for t in self.tracks]
 
     def draw_clip(self, rng: np.random.Generator, duration_s: float, exclude: str | None = None) -> Clip:
-        """A clip of ``duration_s`` seconds (shorter only if a track is) from a track chosen by duration."""
-        weights = np.array([0.0 if t.id == exclude else w for t, w in zip(self.tracks, self._weights)])
+        """A clip of ``duration_s`` seconds (shorter only if a track is) from a track chosen by duration,
+        never from ``exclude``'s group."""
+        banned = self._group.get(exclude, exclude)
+        weights = np.array([0.0 if t.group_id == banned else w for t, w in zip(self.tracks, self._weights)])
         track = self.tracks[int(rng.choice(len(self.tracks), p=weights / weights.sum()))]
         length = min(duration_s, track.duration_s)
         start = round(float(rng.uniform(0.0, max(track.duration_s - length, 0.0))), 3)
+        return Clip(read_window(track.path, start, length, SAMPLE_RATE), track.id, start)
+
+    def draw_sibling(self, rng: np.random.Generator, clip: Clip) -> Clip | None:
+        """The same moment as ``clip`` from another track of its group (None when its group has one track).
+
+        Draws from ``rng`` only when there is a sibling, so pools without groups draw exactly as before.
+        """
+        group = self._group[clip.track]
+        siblings = [t for t in self.tracks if t.group_id == group and t.id != clip.track]
+        if not siblings:
+            return None
+        track = siblings[int(rng.integers(len(siblings)))]
+        start = min(clip.start_s, max(track.duration_s - 1.0, 0.0))
+        length = min(clip.samples.size / SAMPLE_RATE, track.duration_s - start)
         return Clip(read_window(track.path, start, length, SAMPLE_RATE), track.id, start)
 
     def draw_pair(

@@ -22,7 +22,8 @@ def tone(seconds: float, rate: int, freq: float) -> np.ndarray:
 
 @pytest.mark.parametrize("package", ["hyperrogue-music", "drascula-music", "colobot-common-sounds",
                                      "asterisk-core-sounds-fr-wav", "asterisk-core-sounds-es-g722",
-                                     "asterisk-core-sounds-fr", "nexuiz-music", "asterisk-core-sounds-en-gsm"])
+                                     "asterisk-core-sounds-fr", "nexuiz-music", "asterisk-core-sounds-en-gsm",
+                                     "nexuiz-data", "planetblupi-music-midi"])
 def test_the_corpus_refuses_reserved_and_evaluation_packages(package):
     with pytest.raises(C.CorpusError, match=package):
         C.refuse_reserved(["singularity-music", package])
@@ -31,6 +32,16 @@ def test_the_corpus_refuses_reserved_and_evaluation_packages(package):
 def test_the_corpus_takes_ordinary_packages():
     C.refuse_reserved(["singularity-music", "asterisk-core-sounds-it-gsm", "asterisk-core-sounds-en-wav"])
     assert not any(C.refusal(spec.package) for spec in C.CORPUS_PACKAGES)
+
+
+def test_every_package_licence_allows_a_trained_model():
+    C.refuse_unlicensed(spec.licence for spec in C.CORPUS_PACKAGES)
+    C.refuse_unlicensed(licence for spec in C.CORPUS_PACKAGES for _, licence in spec.licence_by_prefix)
+
+
+def test_a_spec_naming_a_reserved_package_cannot_be_made():
+    with pytest.raises(S.SourcePoolError, match="hyperrogue-music"):
+        S.PackageSpec("hyperrogue-music", "music", ("/usr/share/games/hyperrogue",), (".ogg",), "GPL-2+")
 
 
 def test_the_committed_manifest_has_no_refused_or_evaluation_audio():
@@ -73,7 +84,7 @@ def test_archive_members_are_scanned_and_built_into_a_pool(tmp_path, monkeypatch
     assert rows[0].sha256 == file_digest(songs / "a.ogg")
 
     root = tmp_path / "corpus"
-    summary = C.build_corpus(root, S.write_manifest(rows, tmp_path / "corpus.csv"))
+    summary = C.build_corpus(root, S.write_manifest(rows, tmp_path / "corpus.csv"), renders=None, log=lambda _: None)
     assert summary.tracks == 2 and summary.hours == pytest.approx(44.0 / 3600, abs=0.01)
     pool = TrainingPool.from_benchmark(root)
     assert pool.ids == ["some-music:a", "some-music:b"]
@@ -81,7 +92,19 @@ def test_archive_members_are_scanned_and_built_into_a_pool(tmp_path, monkeypatch
 
     changed = [replace(rows[0], sha256="1" * 64), rows[1]]
     with pytest.raises(S.SourcePoolError, match="differ"):
-        C.build_corpus(root, S.write_manifest(changed, tmp_path / "changed.csv"))
+        C.build_corpus(root, S.write_manifest(changed, tmp_path / "changed.csv"), renders=None)
+
+
+def test_a_games_voices_are_speech_beside_its_music(tmp_path, monkeypatch):
+    for name, seconds in (("music/theme.ogg", 25.0), *((f"voices/v{i}.ogg", 3.0) for i in range(8))):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        write_media(tmp_path / name, tone(seconds, 22_050, 300.0), 22_050)
+    spec = S.PackageSpec("some-game", "music", (str(tmp_path),), (".ogg",), "GPL-2+",
+                         licence_by_prefix=(("/voices/", "CC0"),), kind_by_prefix=(("/voices/", "speech"),))
+    monkeypatch.setattr(S.shutil, "which", lambda name: None)  # no dpkg: read the folder
+    tracks = S.tracks_from_rows(S.scan_package(spec))
+    assert [(t.id, t.kind, t.licence, len(t.files)) for t in tracks] == [
+        ("some-game:speech000", "speech", "CC0", 8), ("some-game:theme", "music", "GPL-2+", 1)]
 
 
 def test_short_effects_are_joined_into_tracks(tmp_path, monkeypatch):
@@ -97,3 +120,15 @@ def test_short_effects_are_joined_into_tracks(tmp_path, monkeypatch):
     assert [t.id for t in tracks] == ["some-effects:effects000"]
     assert tracks[0].duration_s == pytest.approx(11 * 2.5 + 10 * S.SPEECH_GAP_S, abs=0.05)
     assert [r.excluded for r in rows if r.track == "some-effects:effects001"] == ["joined clip shorter than 20 s"]
+
+
+def test_the_release_install_list_names_every_corpus_package():
+    import re
+
+    from ausil_lite.datasets.renders import SOUNDFONTS
+    from ausil_lite.paths import REPO_ROOT
+
+    script = (REPO_ROOT / "tools" / "system_packages.sh").read_text(encoding="utf-8")
+    needed = {s.package for s in C.CORPUS_PACKAGES} | {s.package for s in SOUNDFONTS} | {"fluidsynth"}
+    listed = set(re.findall(r"[a-z0-9][a-z0-9.+-]+", script))
+    assert needed <= listed, sorted(needed - listed)

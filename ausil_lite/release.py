@@ -8,7 +8,7 @@ triplets), with the learning curves in the version's ``card/`` folder for the mo
 (:mod:`ausil_lite.pipeline`) pointed at the corpus instead of DAVR-mini's training tracks, so both resume the
 same way: kill it at any moment and rerun the command; a finished step is reused. Progress (steps, loss,
 time left) shows in the terminal; learning curves go to CSV beside the checkpoints (``loss.csv``,
-``learning_curve.csv`` under ``data_root()/models/release``).
+``learning_curve.csv`` under ``data_root()/models/release/<version>``).
 
 The sizes (:data:`RELEASE_SIZES`) are what fits one working session on 2 CPU cores. The ``full`` profile's
 self-supervised length (20 epochs of 200 steps of 32 pairs) costs about 4 s a step here, 4.5 hours; ``--epochs``
@@ -59,7 +59,8 @@ class ReleaseRun:
 
     @classmethod
     def make(cls, version: str, seed: int = 0, device: str | None = None, **sizes) -> ReleaseRun:
-        corpus, models = data_root() / "corpus", data_root() / "models" / "release"
+        # one folder a version: a later version on a grown corpus must never resume an earlier one's checkpoints
+        corpus, models = data_root() / "corpus", data_root() / "models" / "release" / version
         pipeline = PipelineConfig.from_dict({
             **RELEASE_SIZES, **sizes, "profile": "release", "seed": seed, "device": device, "backbones": "selfsup",
             "benchmark_dir": str(corpus), "models_dir": str(models), "workers": 0,

@@ -6,9 +6,11 @@ compiler fuses each MAC readout (normalise over channels, max over cells) into o
 feature map, which in eager mode costs as much as the convolutions on the 16- and 32-channel layers.
 Its descriptors stay within :data:`BFLOAT16_TOLERANCE` of the float32 network's.
 
-Compiling takes about a minute the first time on two cores; TorchInductor caches the result on disk
-(``TORCHINDUCTOR_CACHE_DIR``, default under the system's temporary folder), so later processes start
-in seconds. On CUDA the cast model runs eagerly (cuDNN's bfloat16 kernels need no compiler).
+Compiling needs a C++ compiler. TorchInductor caches the compiled network on disk
+(``TORCHINDUCTOR_CACHE_DIR``, default under the system's temporary folder), but every process still
+pays a start-up: tracing, and Inductor's probe of the CPU's vector instructions (a test library per
+instruction set, each loaded by a fresh Python), measured at 1-2 minutes on two busy cores. The fast
+network pays off on batches of at least tens of minutes of audio. On CUDA the cast model runs eagerly.
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ def at_precision(folded: KumarCNN, precision: str) -> tuple[KumarCNN, Callable[[
     model = copy.deepcopy(folded).to(DTYPES[precision])
     if next(model.parameters()).device.type != "cpu":
         return model, model.mac
-    # freezing: weights become constants, so oneDNN's packed bfloat16 weights are made once, not per call
-    compiled = torch.compile(model.mac, options={"freezing": True})
+    # not frozen: freezing (weights as constants) ran no faster here and bypasses the compile cache
+    compiled = torch.compile(model.mac)
 
     def mac(segments: torch.Tensor) -> torch.Tensor:
         if len(segments) == 1:  # a batch of one would compile a second, specialised graph (a minute)

@@ -262,8 +262,12 @@ def extract_videos(
     workers: int = 1,
     retry_failed: bool = False,
     progress: bool = True,
+    extractor: FeatureExtractor | None = None,
 ) -> ExtractionSummary:
     """Extract descriptors for ``(id, path)`` pairs into ``store``, resuming where a run stopped.
+
+    ``extractor`` (made with ``config``) lets a caller that extracts several batches build the network,
+    and compile the fast one, once.
 
     A file's first read (:func:`~ausil_lite.features.scan_audio`) runs ahead in ``workers`` processes
     (0: in this process) while this one runs the backbone: on the samples the scan kept for a short
@@ -275,8 +279,10 @@ def extract_videos(
     """
     started = time.perf_counter()
     todo, summary = store.plan_extraction(videos, config, retry_failed)
+    if extractor is not None and extractor.config != config:
+        raise ValueError(f"the extractor was made with {extractor.config}, the batch asks for {config}")
     if todo:
-        extractor = FeatureExtractor(config)
+        extractor = extractor or FeatureExtractor(config)
         # closing: an interruption in the loop ends the decode workers now, not when the generator is collected
         with tqdm(total=len(todo), desc="extract", unit="video", disable=not progress, file=sys.stderr) as bar, \
                 contextlib.closing(_scanned(todo, workers)) as scanned:

@@ -8,7 +8,8 @@ prints mAP, speed-changed mAP and mAP per transformation family beside the full 
 similarity files that ``benchmarks/released_model.py`` wrote (``--full-results``). The fast network may
 become the CPU default only when its mAP with speed hypotheses is within ``--map-margin`` (0.005) of the full
 network's and no family drops by more than ``--family-margin`` (0.02). Feature stores resume and similarity
-files are reused, so an interrupted run goes on where it stopped.
+files are reused, so an interrupted run goes on where it stopped. ``--write-card`` writes the table into the
+released model's card folder (``card/fast_network.csv``), which the book's model card chapter reads.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="bfloat16", choices=[p for p in PRECISIONS if p != "float32"])
     parser.add_argument("--map-margin", type=float, default=0.005)
     parser.add_argument("--family-margin", type=float, default=0.02)
+    parser.add_argument("--write-card", action="store_true",
+                        help="write the table into the released model's card folder (card/fast_network.csv)")
     args = parser.parse_args(argv)
 
     bench = load_davr_mini(args.benchmark_dir, args.profile, benchmark="davr-unseen")
@@ -84,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
           f"allowed {args.map_margin}); largest family drop {drop.max():+.4f} ({drop.idxmax()}, allowed {args.family_margin})")
     print(f"{args.precision} {'qualifies' if verdict else 'does not qualify'} as the CPU default")
     table.round(4).to_csv(output / f"{name}-vs-full.csv")
+    if args.write_card:
+        table.round(4).to_csv(model_dir / "card" / "fast_network.csv")
     return 0
 
 

@@ -24,13 +24,16 @@ from ausil_lite.backbone import KumarCNN
 
 PRECISIONS = ("float32", "bfloat16")
 
-BFLOAT16_TOLERANCE = 0.02
+BFLOAT16_TOLERANCE = 0.05
 """Largest absolute difference allowed between a bfloat16 descriptor component and the float32 one.
 
-Descriptor parts are L2-normalised (components in [0, 1]); bfloat16 keeps 8 significant bits (relative
-rounding 0.4%), and the error measured on real audio is about 0.005, with a cosine to the float32
-descriptor above 0.9999.
+Descriptor parts are L2-normalised (components in [0, 1]) and bfloat16 keeps 8 significant bits. On
+DAVR-unseen (1,300 videos, 29,848 segments) the largest difference was 0.035, in one component of the
+first layers where a near tie moved a maximum to another cell; 99% of videos stayed under 0.007.
 """
+
+BFLOAT16_MIN_COSINE = 0.9999
+"""Smallest cosine allowed between a bfloat16 descriptor and the float32 one (0.99994 on DAVR-unseen)."""
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 

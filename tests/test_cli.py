@@ -63,7 +63,7 @@ def test_fast_option_asks_for_bfloat16_and_a_store_keeps_its_precision(make_medi
     plain = parser.parse_args(["index", "x", "--index", "i"])
     assert extraction_choice(plain, recorded).precision == "bfloat16"  # an index goes on at its own precision
     help_text = " ".join(parser._subparsers._group_actions[0].choices["extract"].format_help().split())
-    assert "--fast" in help_text and "bfloat16" in help_text and "at most 0.02" in help_text
+    assert "--fast" in help_text and "bfloat16" in help_text and "at most 0.05" in help_text
     make_media("a.mp4", noise(3.0))
     videos = tmp_path / "videos.txt"
     videos.write_text("a a.mp4\n")

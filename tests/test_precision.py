@@ -4,7 +4,7 @@ import torch
 
 from ausil_lite.backbone import fold_batchnorm, load_backbone
 from ausil_lite.features import ExtractionConfig, FeatureExtractor, describe_extraction, same_descriptors
-from ausil_lite.precision import BFLOAT16_TOLERANCE, at_precision
+from ausil_lite.precision import BFLOAT16_MIN_COSINE, BFLOAT16_TOLERANCE, at_precision
 from tests.conftest import noise
 
 
@@ -45,3 +45,5 @@ def test_fast_descriptors_stay_within_tolerance_of_the_full_network():
         assert got.dtype == np.float32 and got.shape == expected.shape
         deviation = np.abs(got - expected).max()
         assert 0 < deviation <= BFLOAT16_TOLERANCE, seconds  # bfloat16, yet close to float32
+        cosine = (got * expected).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(expected, axis=1)
+        assert cosine.min() >= BFLOAT16_MIN_COSINE, seconds

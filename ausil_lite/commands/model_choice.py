@@ -31,7 +31,7 @@ FAST_HELP = (
     "make descriptors with the fast network: the backbone in bfloat16, compiled for the CPU (about 4x faster "
     "with AVX-512/AMX bfloat16, after a start-up of 1-2 minutes a process, so it pays off from tens of minutes of "
     "audio on); its descriptors "
-    "differ from the full network's by at most 0.02 per component, and a store or index keeps the precision it "
+    "differ from the full network's by at most 0.05 per component (cosine above 0.9999), and a store or index keeps the precision it "
     "was made with (default: the full float32 network, or the precision the store/index records)"
 )
 

@@ -8,6 +8,7 @@ MAC descriptors still carry a usable audio signature (see the study's backbone c
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -145,13 +146,20 @@ def default_device() -> torch.device:
 
 
 @torch.inference_mode()
-def mac_descriptors(model: KumarCNN, segments: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """MAC descriptors (N, 2528) of (N, 1, 174, 128) segments, in batches of ``batch_size``."""
-    device = next(model.parameters()).device
+def mac_descriptors(
+    model: KumarCNN, segments: torch.Tensor, batch_size: int = 64, mac: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> torch.Tensor:
+    """MAC descriptors (N, 2528) of (N, 1, 174, 128) segments, in batches of ``batch_size``.
+
+    Segments go to the model's device and dtype; ``mac`` makes each batch's descriptors (default
+    ``model.mac``; :func:`ausil_lite.precision.at_precision` gives a compiled one).
+    """
+    parameter = next(model.parameters())
+    mac = model.mac if mac is None else mac
     out = [
-        model.mac(segments[i : i + batch_size].to(device, memory_format=torch.channels_last))
+        mac(segments[i : i + batch_size].to(parameter.device, parameter.dtype, memory_format=torch.channels_last))
         for i in range(0, len(segments), batch_size)
     ]
     if not out:
-        return torch.empty((0, MAC_DIM), device=device)
+        return torch.empty((0, MAC_DIM), device=parameter.device, dtype=parameter.dtype)
     return torch.cat(out)

@@ -23,6 +23,7 @@ from ausil_lite.audio import CHUNK_SAMPLES, SAMPLE_RATE, audible_peak, stream_au
 from ausil_lite.backbone import fold_batchnorm, load_backbone, mac_descriptors
 from ausil_lite.errors import BackboneWeightsError, CorruptStreamError
 from ausil_lite.models.released import RELEASED_VERSION, load_released_backbone
+from ausil_lite.precision import PRECISIONS, at_precision
 from ausil_lite.spectrogram import mel_power_chunks, power_to_db, segment_batches
 
 BACKBONES = ("released", "random", "kumar2018", "selfsup")
@@ -30,8 +31,8 @@ BACKBONES = ("released", "random", "kumar2018", "selfsup")
 
 @dataclass(frozen=True)
 class ExtractionConfig:
-    """How descriptors are made. Stored with every feature store, so stores never mix backbones or
-    released model versions.
+    """How descriptors are made. Stored with every feature store, so stores never mix backbones,
+    released model versions or precisions.
 
     The dataclass default stays the seeded random backbone, which needs no file: the study and the
     tests build on it. The commands default to the released model (``backbone="released"``).
@@ -44,6 +45,7 @@ class ExtractionConfig:
     device: str | None = None  # None: CUDA when available, else CPU
     batch_size: int = 64  # segments per forward pass; 64 x (174 x 128) fits any GPU and ~1 GB of CPU memory
     model_version: str | None = None  # backbone "released": its version (None there: the current RELEASED_VERSION)
+    precision: str = "float32"  # "bfloat16": the fast network (ausil_lite.precision), descriptors within its tolerance
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -66,16 +68,37 @@ class ExtractionConfig:
             raise BackboneWeightsError(f"backbone {self.backbone!r} needs weights=: {hint}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
+
+
+DESCRIPTOR_KEYS = ("backbone", "weights", "seed", "model_version", "precision")
+"""The config fields that change descriptors (the device and the batch size do not)."""
+
+
+def recorded_extraction(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The descriptor fields of a recorded config; records from before precisions existed were float32."""
+    return {k: v for k, v in ({"precision": "float32"} | dict(config)).items() if k in DESCRIPTOR_KEYS}
+
+
+def same_descriptors(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two recorded configs make the same descriptors (so their stores and indexes may be mixed)."""
+    a, b = recorded_extraction(a), recorded_extraction(b)
+    return all(a.get(k) == b.get(k) for k in DESCRIPTOR_KEYS)
+
 
 def describe_extraction(config: Mapping[str, Any]) -> str:
     """What made a store's descriptors, in words, from its recorded config (an ``ExtractionConfig`` as a
     dict, perhaps from before released models): how error messages name both sides of a mismatch."""
     backbone = config.get("backbone")
     if backbone == "released":
-        return f"the released model {config.get('model_version')}"
-    if backbone == "random":
-        return f"the random backbone (seed {config.get('seed')})"
-    return f"the {backbone} backbone ({config.get('weights')})"
+        network = f"the released model {config.get('model_version')}"
+    elif backbone == "random":
+        network = f"the random backbone (seed {config.get('seed')})"
+    else:
+        network = f"the {backbone} backbone ({config.get('weights')})"
+    precision = recorded_extraction(config)["precision"]
+    return network if precision == "float32" else f"{network} at {precision} (the fast network)"
 
 
 KEEP_SECONDS = 300.0
@@ -147,7 +170,7 @@ class FeatureExtractor:
             backbone = load_released_backbone(config.model_version, device=config.device)
         else:
             backbone = load_backbone(config.weights, seed=config.seed, device=config.device)
-        self.model = fold_batchnorm(backbone)
+        self.model, self.mac = at_precision(fold_batchnorm(backbone), config.precision)
         self.device = next(self.model.parameters()).device
 
     def from_waveform(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -175,7 +198,7 @@ class FeatureExtractor:
         waveform = (torch.as_tensor(c, device=self.device) for c in chunks)
         frames = (power_to_db(p, max_power=max_power) for p in mel_power_chunks(waveform, sample_rate))
         parts = [
-            mac_descriptors(self.model, batch, self.config.batch_size).float().cpu()
+            mac_descriptors(self.model, batch, self.config.batch_size, self.mac).float().cpu()
             for batch in segment_batches(frames, self.config.batch_size)
         ]
         return torch.cat(parts).numpy()

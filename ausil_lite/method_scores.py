@@ -130,11 +130,14 @@ def store_extraction(store_dir: str | Path) -> ExtractionConfig:
     """The extraction config a feature store was made with (its ``config.json``)."""
     path = Path(store_dir) / "config.json"
     stored = json.loads(path.read_text(encoding="utf-8"))["config"]
-    return config_from_dict(ExtractionConfig, {k: v for k, v in stored.items() if k in ("backbone", "weights", "seed", "batch_size", "model_version")})
+    return config_from_dict(ExtractionConfig, {k: v for k, v in stored.items() if k in ("backbone", "weights", "seed", "batch_size", "model_version", "precision")})
 
 
 def _same_descriptors(model_dir: Path, store_dir: Path) -> str | None:
-    """None when the model was trained on descriptors made as the store's were, else the mismatch."""
+    """None when the model was trained on descriptors made as the store's were, else the mismatch.
+
+    The precision is not compared: the fast network's descriptors approximate the full one's, which the
+    model was trained on, and are scored by it on purpose."""
     recorded = read_provenance(model_dir).get("data", {}).get("extraction")
     if not recorded:
         return None  # the model does not record its data: nothing to check against

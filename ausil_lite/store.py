@@ -3,7 +3,7 @@ batch extraction into it.
 
 Layout under ``root``::
 
-    config.json         extraction config, git commit, version: a store never mixes backbones
+    config.json         extraction config, git commit, version: a store never mixes backbones or precisions
     features/<id>.npy   float32 (segments, 2528)
     index.csv           id, source, duration (s), segments, status (ok | partial | failed), error
 
@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from ausil_lite.config import provenance
 from ausil_lite.errors import AudioError, InputError
-from ausil_lite.features import AudioScan, ExtractionConfig, FeatureExtractor, describe_extraction, scan_audio
+from ausil_lite.features import AudioScan, ExtractionConfig, FeatureExtractor, describe_extraction, same_descriptors, scan_audio
 
 INDEX_COLUMNS = ["id", "source", "duration", "segments", "status", "error"]
 DONE = ("ok", "partial")
@@ -118,13 +118,12 @@ class FeatureStore:
 
     def mismatch(self, config: ExtractionConfig) -> str | None:
         """Why descriptors made with ``config`` do not belong here (None: a new store, or the same settings;
-        the device and batch size do not change descriptors)."""
+        the device and batch size do not change descriptors, the backbone, model version and precision do)."""
         if not self.config_path.is_file():
             return None
         wanted = asdict(config)
         stored = json.loads(self.config_path.read_text())["config"]
-        comparable = {k: v for k, v in wanted.items() if k not in ("device", "batch_size")}
-        if any(stored.get(k) != v for k, v in comparable.items()):
+        if not same_descriptors(stored, wanted):
             return (f"{self.root}: made with {describe_extraction(stored)}, asked for {describe_extraction(wanted)} "
                     f"(stored {stored}, asked {wanted})")
         return None
@@ -263,8 +262,12 @@ def extract_videos(
     workers: int = 1,
     retry_failed: bool = False,
     progress: bool = True,
+    extractor: FeatureExtractor | None = None,
 ) -> ExtractionSummary:
     """Extract descriptors for ``(id, path)`` pairs into ``store``, resuming where a run stopped.
+
+    ``extractor`` (made with ``config``) lets a caller that extracts several batches build the network,
+    and compile the fast one, once.
 
     A file's first read (:func:`~ausil_lite.features.scan_audio`) runs ahead in ``workers`` processes
     (0: in this process) while this one runs the backbone: on the samples the scan kept for a short
@@ -276,8 +279,10 @@ def extract_videos(
     """
     started = time.perf_counter()
     todo, summary = store.plan_extraction(videos, config, retry_failed)
+    if extractor is not None and extractor.config != config:
+        raise ValueError(f"the extractor was made with {extractor.config}, the batch asks for {config}")
     if todo:
-        extractor = FeatureExtractor(config)
+        extractor = extractor or FeatureExtractor(config)
         # closing: an interruption in the loop ends the decode workers now, not when the generator is collected
         with tqdm(total=len(todo), desc="extract", unit="video", disable=not progress, file=sys.stderr) as bar, \
                 contextlib.closing(_scanned(todo, workers)) as scanned:

@@ -10,6 +10,7 @@ import pytest
 import numpy as np
 
 from ausil_lite.cli import build_parser, main
+from ausil_lite.commands.model_choice import extraction_choice
 from ausil_lite.evaluation import read_similarities
 from ausil_lite.features import ExtractionConfig, FeatureExtractor
 from ausil_lite.models.released import RELEASED_VERSION
@@ -50,6 +51,28 @@ def test_malformed_list_is_a_clear_error(tmp_path, capsys):
     videos.write_text("a a.mp4\nonly-an-id\n")
     assert main(["extract", "--videos", str(videos), "--output", str(tmp_path / "f")]) == 2
     assert "videos.txt:2" in capsys.readouterr().err
+
+
+def test_fast_option_asks_for_bfloat16_and_a_store_keeps_its_precision(make_media, tmp_path, capsys):
+    """``--fast`` reaches the config; extracting it into a float32 store is refused before any compiling."""
+    parser = build_parser()
+    args = parser.parse_args(["extract", "--videos", "v.txt", "--output", "o", "--fast"])
+    assert extraction_choice(args).precision == "bfloat16"
+    assert extraction_choice(parser.parse_args(["extract", "--videos", "v.txt", "--output", "o"])).precision == "float32"
+    recorded = {"backbone": "random", "seed": 0, "precision": "bfloat16"}
+    plain = parser.parse_args(["index", "x", "--index", "i"])
+    assert extraction_choice(plain, recorded).precision == "bfloat16"  # an index goes on at its own precision
+    help_text = " ".join(parser._subparsers._group_actions[0].choices["extract"].format_help().split())
+    assert "--fast" in help_text and "bfloat16" in help_text and "at most 0.05" in help_text
+    make_media("a.mp4", noise(3.0))
+    videos = tmp_path / "videos.txt"
+    videos.write_text("a a.mp4\n")
+    base = ["extract", "--videos", str(videos), "--output", str(tmp_path / "features"), "--workers", "0", "--backbone", "random"]
+    assert main(base) == 0
+    capsys.readouterr()
+    assert main([*base, "--fast"]) == 2
+    err = capsys.readouterr().err
+    assert "asked for the random backbone (seed 0) at bfloat16 (the fast network)" in err and "use another --output" in err
 
 
 def test_the_default_model_is_the_released_one(released_model, make_media, tmp_path, capsys):

@@ -140,3 +140,18 @@ def test_an_index_mangled_mid_file_is_a_named_error(videos, tmp_path):
     store.index_path.write_text(lines[0] + '"v0,unterminated quote\n' + "".join(lines[1:]))
     with pytest.raises(StoreError, match="index.csv: unreadable store index"):
         extract_videos(videos[:2], store, workers=0, progress=False)
+
+
+def test_store_refuses_another_precision_and_reads_old_records_as_float32(tmp_path):
+    import json
+
+    store = FeatureStore(tmp_path / "store")
+    store.bind(ExtractionConfig(backbone="released", model_version="ausil-lite-v1"))
+    record = json.loads(store.config_path.read_text())
+    assert record["config"]["precision"] == "float32"
+    del record["config"]["precision"]  # a store made before precisions were recorded
+    store.config_path.write_text(json.dumps(record))
+    store.bind(ExtractionConfig(backbone="released", model_version="ausil-lite-v1", device="cpu"))
+    with pytest.raises(StoreError, match="made with the released model ausil-lite-v1, asked for the released model "
+                                         r"ausil-lite-v1 at bfloat16 \(the fast network\)"):
+        store.bind(ExtractionConfig(backbone="released", model_version="ausil-lite-v1", precision="bfloat16"))

@@ -24,7 +24,7 @@ import torch
 
 from ausil_lite.config import config_from_dict, provenance
 from ausil_lite.errors import InputError
-from ausil_lite.features import describe_extraction
+from ausil_lite.features import describe_extraction, same_descriptors
 from ausil_lite.search.collection import MediaFile
 from ausil_lite.search.index import (
     STAGE1,
@@ -289,12 +289,11 @@ def update_index(
 def _other_descriptors(indexed: dict, store: FeatureStore) -> str | None:
     """Why ``store``'s descriptors cannot join an index of descriptors made with ``indexed`` (None: they can).
 
-    Another backbone, or another released model version, gives descriptors that the index's whitening
+    Another backbone, released model version or precision gives descriptors that the index's whitening
     and its stage-1 vectors do not fit: the index and every query would mix two models.
     """
     stored = store_config(store)
-    keys = ("backbone", "weights", "seed", "model_version")
-    if any(indexed.get(k) != stored.get(k) for k in keys):
+    if not same_descriptors(indexed, stored):
         return (f"the index holds descriptors of {describe_extraction(indexed)}, the store {store.root} "
                 f"those of {describe_extraction(stored)}")
     return None

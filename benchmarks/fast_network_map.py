@@ -1,0 +1,96 @@
+"""The fast descriptor network against the full one on DAVR-unseen: may it become the CPU default?
+
+    AUSIL_DATA=... python benchmarks/fast_network_map.py --benchmark-dir DIR --full-results DIR [--precision bfloat16]
+
+Extracts DAVR-unseen (and its queries at the 11 speeds of ``query --speeds 10``) with the released model's
+backbone at ``--precision``, scores it with the released network (with and without speed hypotheses), and
+prints mAP, speed-changed mAP and mAP per transformation family beside the full network's, read from the
+similarity files that ``benchmarks/released_model.py`` wrote (``--full-results``). The fast network may
+become the CPU default only when its mAP with speed hypotheses is within ``--map-margin`` (0.005) of the full
+network's and no family drops by more than ``--family-margin`` (0.02). Feature stores resume and similarity
+files are reused, so an interrupted run goes on where it stopped. ``--write-card`` writes the table into the
+released model's card folder (``card/fast_network.csv``), which the book's model card chapter reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from ausil_lite.breakdown import breakdown_table
+from ausil_lite.datasets.davr_mini import load_davr_mini
+from ausil_lite.evaluation import evaluate_benchmark, read_similarities
+from ausil_lite.features import ExtractionConfig
+from ausil_lite.method_scores import SPEEDS_SUFFIX, Method, score_method
+from ausil_lite.models.released import RELEASED_VERSION, version_dir
+from ausil_lite.paths import data_root
+from ausil_lite.precision import PRECISIONS
+from ausil_lite.results_chapters import speed_changed_maps
+from ausil_lite.speeds import extract_speed_variants, model_variant_penalty, speed_grid
+from ausil_lite.store import FeatureStore, extract_videos
+
+SPEEDS_PER_OCTAVE = 10
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--version", default=RELEASED_VERSION)
+    parser.add_argument("--profile", default="ci")
+    parser.add_argument("--benchmark-dir", type=Path, required=True, help="a built DAVR-unseen")
+    parser.add_argument("--full-results", type=Path, required=True,
+                        help="folder of the full network's similarity files (benchmarks/released_model.py's results)")
+    parser.add_argument("--precision", default="bfloat16", choices=[p for p in PRECISIONS if p != "float32"])
+    parser.add_argument("--map-margin", type=float, default=0.005)
+    parser.add_argument("--family-margin", type=float, default=0.02)
+    parser.add_argument("--write-card", action="store_true",
+                        help="write the table into the released model's card folder (card/fast_network.csv)")
+    args = parser.parse_args(argv)
+
+    bench = load_davr_mini(args.benchmark_dir, args.profile, benchmark="davr-unseen")
+    model_dir = version_dir(args.version)
+    config = ExtractionConfig(backbone="released", model_version=args.version, precision=args.precision)
+    name = f"{args.version}-{args.precision}"
+    store = data_root() / "features" / f"davr-unseen-{args.profile}" / name
+    variants = store.with_name(store.name + SPEEDS_SUFFIX)
+    print(f"{name}: {extract_videos(bench.videos(), FeatureStore(store), config, workers=1, retry_failed=True)}", flush=True)
+    print(extract_speed_variants(bench.videos(bench.query_ids), FeatureStore(variants), config,
+                                 speed_grid(SPEEDS_PER_OCTAVE), progress=True), flush=True)
+
+    output = data_root() / "results" / f"davr-unseen-{args.profile}"
+    similarities = {}
+    for method in (Method(f"ausil-{name}", "ausil", "released", str(store), str(model_dir)),
+                   Method(f"ausil-{name}{SPEEDS_SUFFIX}", "ausil", "released", str(store), str(model_dir),
+                          speeds_dir=str(variants), variant_penalty=model_variant_penalty(model_dir))):
+        scored = score_method(method, bench, output / f"{method.name}.json", workers=2)
+        print(f"{method.name}: {'reused' if scored.reused else 'scored'}", flush=True)
+        similarities[method.name] = scored.similarities
+    for suffix in ("", SPEEDS_SUFFIX):
+        full = args.full_results / f"ausil-{args.version}{suffix}.json"
+        if not full.is_file():
+            raise SystemExit(f"{full}: the full network's similarities are missing (run benchmarks/released_model.py)")
+        similarities[f"ausil-{args.version}{suffix}"] = read_similarities(full)
+
+    table = breakdown_table(similarities, bench, "family")
+    table.insert(0, "speed-changed", speed_changed_maps(similarities, bench))
+    table.insert(0, "mAP", pd.Series({n: evaluate_benchmark(s, bench).mean_ap for n, s in similarities.items()}))
+    table.index.name = "method"
+    pd.set_option("display.width", 200)
+    print(f"\nDAVR-unseen {args.profile}: {len(bench.query_ids)} queries, {len(bench.database_ids)} database videos")
+    print(table.round(4).to_string())
+    fast, full = table.loc[f"ausil-{name}{SPEEDS_SUFFIX}"], table.loc[f"ausil-{args.version}{SPEEDS_SUFFIX}"]
+    drop = (full - fast).drop(["mAP", "speed-changed"])
+    verdict = full["mAP"] - fast["mAP"] <= args.map_margin and drop.max() <= args.family_margin
+    print(f"\nwith speed hypotheses: mAP {fast['mAP']:.4f} vs {full['mAP']:.4f} (drop {full['mAP'] - fast['mAP']:+.4f}, "
+          f"allowed {args.map_margin}); largest family drop {drop.max():+.4f} ({drop.idxmax()}, allowed {args.family_margin})")
+    print(f"{args.precision} {'qualifies' if verdict else 'does not qualify'} as the CPU default")
+    table.round(4).to_csv(output / f"{name}-vs-full.csv")
+    if args.write_card:
+        table.round(4).to_csv(model_dir / "card" / "fast_network.csv")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

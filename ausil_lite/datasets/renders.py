@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from ausil_lite.datasets.sources import MIN_TRACK_S, SourcePoolError, package_version, probe_file
+from ausil_lite.datasets.sources import MIN_TRACK_S, SourcePoolError, package_version, probe_file, read_manifest_rows
 from ausil_lite.digests import file_digest
 from ausil_lite.paths import REPO_ROOT
 
@@ -202,23 +202,12 @@ def write_render_manifest(rows: Iterable[Render], path: str | Path = RENDER_MANI
 def read_render_manifest(path: str | Path = RENDER_MANIFEST) -> list[Render]:
     """The render manifest's rows; a missing file, other columns or a malformed row is a
     :class:`SourcePoolError` naming the file (and the line)."""
-    path = Path(path)
-    if not path.is_file():
-        raise SourcePoolError(f"{path}: render manifest not found")
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if tuple(reader.fieldnames or ()) != RENDER_COLUMNS:
-            raise SourcePoolError(f"{path}: columns {reader.fieldnames} != {list(RENDER_COLUMNS)}")
-        rows = []
-        for line, record in enumerate(reader, start=2):
-            try:
-                if None in record or None in record.values():
-                    raise ValueError(f"expected {len(RENDER_COLUMNS)} fields")
-                row = Render(**{**record, "duration_s": float(record["duration_s"]),
-                                "sample_rate": int(record["sample_rate"]), "channels": int(record["channels"])})
-                if not row.group or not row.track.startswith(row.group + "@"):
-                    raise ValueError(f"track {row.track!r} is not a render of group {row.group!r}")
-            except (TypeError, ValueError) as exc:
-                raise SourcePoolError(f"{path}:{line}: bad row ({exc})") from exc
-            rows.append(row)
-    return rows
+
+    def parse(record: dict) -> Render:
+        row = Render(**{**record, "duration_s": float(record["duration_s"]),
+                        "sample_rate": int(record["sample_rate"]), "channels": int(record["channels"])})
+        if not row.group or not row.track.startswith(row.group + "@"):
+            raise ValueError(f"track {row.track!r} is not a render of group {row.group!r}")
+        return row
+
+    return read_manifest_rows(path, RENDER_COLUMNS, parse, "render manifest")

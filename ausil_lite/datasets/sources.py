@@ -24,9 +24,10 @@ import fnmatch
 import io
 import shutil
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 import av
 import numpy as np
@@ -403,26 +404,37 @@ def write_manifest(rows: Iterable[SourceFile], path: str | Path) -> Path:
     return path
 
 
-def read_manifest(path: str | Path = MANIFEST) -> list[SourceFile]:
+Row = TypeVar("Row")
+
+
+def read_manifest_rows(path: str | Path, columns: tuple[str, ...], parse: Callable[[dict], Row], what: str) -> list[Row]:
+    """``parse`` of each row of the CSV manifest ``path``, which must have exactly ``columns``.
+
+    A missing file, other columns, or a row ``parse`` rejects (``TypeError``/``ValueError``) is a
+    :class:`SourcePoolError` naming the file (and the line): one reader for every manifest's checks.
+    """
     path = Path(path)
     if not path.is_file():
-        raise SourcePoolError(f"{path}: source manifest not found")
+        raise SourcePoolError(f"{path}: {what} not found")
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
-        if tuple(reader.fieldnames or ()) != MANIFEST_COLUMNS:
-            raise SourcePoolError(f"{path}: columns {reader.fieldnames} != {list(MANIFEST_COLUMNS)}")
+        if tuple(reader.fieldnames or ()) != columns:
+            raise SourcePoolError(f"{path}: columns {reader.fieldnames} != {list(columns)}")
         rows = []
-        for number, rec in enumerate(reader, start=2):
+        for number, record in enumerate(reader, start=2):
             try:
-                rows.append(
-                    SourceFile(
-                        **{**rec, "duration_s": float(rec["duration_s"]), "sample_rate": int(rec["sample_rate"]),
-                           "channels": int(rec["channels"])}
-                    )
-                )
+                if None in record or None in record.values():
+                    raise ValueError(f"expected {len(columns)} fields")
+                rows.append(parse(record))
             except (TypeError, ValueError) as exc:
                 raise SourcePoolError(f"{path}:{number}: bad row ({exc})") from exc
     return rows
+
+
+def read_manifest(path: str | Path = MANIFEST) -> list[SourceFile]:
+    return read_manifest_rows(path, MANIFEST_COLUMNS, lambda rec: SourceFile(
+        **{**rec, "duration_s": float(rec["duration_s"]), "sample_rate": int(rec["sample_rate"]),
+           "channels": int(rec["channels"])}), "source manifest")
 
 
 def tracks_from_rows(rows: Iterable[SourceFile]) -> list[Track]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -101,6 +102,7 @@ def extract_speed_variants(
 
     A video whose audio cannot be read is recorded as failed under each variant id, and the batch goes on.
     """
+    started = time.perf_counter()
     factors = [f for f in factors if f != 1.0]
     wanted = [(variant_id(vid, f), path) for vid, path in videos for f in factors]
     todo, summary = store.plan_extraction(wanted, config, retry_failed=True)
@@ -126,6 +128,7 @@ def extract_speed_variants(
             summary.audio_seconds += len(played) / SAMPLE_RATE
             bar.update()
     bar.close()
+    summary.wall_seconds = time.perf_counter() - started
     return summary
 
 

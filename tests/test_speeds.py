@@ -61,6 +61,7 @@ def test_variants_are_the_query_played_faster_and_slower_stored_once(tmp_path, m
     summary = extract_speed_variants([("q", good), ("b", bad)], store, config, (0.7071, 1.0, 1.4142), progress=False)
     assert summary.extracted == 2 and set(summary.failed) == {variant_id("b", 0.7071), variant_id("b", 1.4142)}
     assert "broken.mp4" in summary.failed[variant_id("b", 0.7071)]
+    assert summary.wall_seconds > 0  # the summary times the batch (its realtime factor divides by it)
     assert sorted(store.ids()) == [variant_id("q", 0.7071), variant_id("q", 1.4142)]
     # the variant is what extraction makes of the audio played at that speed
     played = apply_speed(load_audio(good), SAMPLE_RATE, factor=1.4142)

@@ -339,9 +339,11 @@ def test_a_second_study_run_on_the_same_chapters_is_refused(study, capsys):
 
 @pytest.mark.parametrize("notebook", sorted((REPO_ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
 def test_repository_notebooks_follow_the_conventions(notebook):
-    """Planned, titled, one parameters cell of plain values, stored without outputs."""
+    """Planned, titled, one parameters cell of plain values, stored without outputs, every cell with an id."""
     plan = load_plan(REPO_ROOT / "notebooks" / "profiles.yaml")
     assert notebook.stem in [spec.name for spec in plan.notebooks], "add it to notebooks/profiles.yaml"
+    stored = json.loads(notebook.read_text(encoding="utf-8"))  # nbformat.read would invent the missing ids
+    assert all("id" in cell for cell in stored["cells"]), "every cell has an id (nbformat will require it)"
     nb = nbformat.read(notebook, as_version=4)
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), "first cell: a # title"
     params = parameters_cell(nb, str(notebook))

@@ -300,12 +300,14 @@ def triplet_source(
     started = time.perf_counter()
     extractor = FeatureExtractor(extraction)
     source, records = triplet_source_from_pool(
-        pool, extractor, config.train_pairs, config.train_negatives, config.train_clip_s, config.seed
+        pool, extractor, config.train_pairs, config.train_negatives, config.train_clip_s, config.seed,
+        progress=log is not None,
     )
     if config.speed_pairs:
         # a second draw (its own seed) of speed-changed positives; its anchors join the negatives
         extra, extra_records = triplet_source_from_pool(
-            pool, extractor, config.speed_pairs, 0, config.train_clip_s, config.seed + 1, families=("speed",)
+            pool, extractor, config.speed_pairs, 0, config.train_clip_s, config.seed + 1, families=("speed",),
+            progress=log is not None,
         )
         source = TripletSource(
             list(source.pairs) + list(extra.pairs), list(source.negatives) + list(extra.negatives),

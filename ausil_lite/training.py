@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from ausil_lite.attention import AttentionWeighting
 from ausil_lite.audio import peak_normalise
@@ -147,7 +149,8 @@ def load_triplet_source(path: str | Path) -> TripletSource:
 
 
 def triplet_source_from_pool(
-    pool, extractor, pairs: int, negatives: int, duration_s: float, seed: int, families: Sequence[str] | None = None
+    pool, extractor, pairs: int, negatives: int, duration_s: float, seed: int, families: Sequence[str] | None = None,
+    progress: bool = False,
 ) -> tuple[TripletSource, list[dict]]:
     """Training descriptors from a :class:`ausil_lite.datasets.training.TrainingPool` (training tracks only).
 
@@ -157,8 +160,11 @@ def triplet_source_from_pool(
     whose track has siblings (renders of one score), the same moment of a sibling: the hardest negative,
     the same music in another recording. Groups (source track ids) keep a clip from being the negative
     of an anchor cut from the same track. Returns the source and the transformation record of each pair.
+    ``progress`` shows a bar of clips drawn (minutes of silence would look like a stuck study on a slow machine).
     """
     rng = np.random.default_rng(seed)
+    bar = tqdm(total=pairs + negatives, desc="triplet clips", unit="clip", disable=not progress, leave=False,
+               file=sys.stderr)
     kwargs = {} if families is None else {"families": families}
     pair_list, records, anchor_groups, siblings, sibling_groups = [], [], [], [], []
     for _ in range(pairs):
@@ -170,11 +176,14 @@ def triplet_source_from_pool(
         if (sibling := pool.draw_sibling(rng, anchor)) is not None:  # the same music, another recording
             siblings.append(extractor.from_waveform(peak_normalise(sibling.samples, f"{sibling.track}@{sibling.start_s}s")))
             sibling_groups.append(sibling.track)
+        bar.update()
     negative_list, negative_groups = [a for a, _ in pair_list] + siblings, anchor_groups + sibling_groups
     for _ in range(negatives):
         clip = pool.draw_clip(rng, duration_s)
         negative_list.append(extractor.from_waveform(peak_normalise(clip.samples, f"{clip.track}@{clip.start_s}s")))
         negative_groups.append(clip.track)
+        bar.update()
+    bar.close()
     return TripletSource(pair_list, negative_list, anchor_groups, negative_groups), records
 
 

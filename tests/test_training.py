@@ -128,7 +128,7 @@ def test_triplet_source_round_trips_through_npz(tmp_path):
 
 
 @pytest.mark.slow
-def test_source_from_real_training_pool_with_transforms(tmp_path):
+def test_source_from_real_training_pool_with_transforms(tmp_path, capsys):
     from ausil_lite.datasets.training import TrainingPool, TrainingTrack
     from ausil_lite.features import ExtractionConfig, FeatureExtractor
 
@@ -138,7 +138,9 @@ def test_source_from_real_training_pool_with_transforms(tmp_path):
     pool = TrainingPool([TrainingTrack(p.stem, p, 20.0) for p in moh])
     extractor = FeatureExtractor(ExtractionConfig(device="cpu"))
     source, records = triplet_source_from_pool(pool, extractor, pairs=2, negatives=2, duration_s=6.0, seed=0,
-                                               families=("speed", "noise"))
+                                               families=("speed", "noise"), progress=True)
+    err = capsys.readouterr().err  # a slow machine shows progress, not minutes of silence
+    assert "triplet clips" in err and "4/4" in err
     assert len(source.pairs) == 2 and len(source.negatives) == 4  # anchors join the negatives
     assert {r["family"] for r in records} <= {"speed", "noise"}
     assert source.pairs[0][0].shape[1] == 2528

@@ -145,13 +145,19 @@ def scan_audio(path: str | Path) -> AudioScan:
     return AudioScan(seen["samples"], peak, raw_power / peak / peak, samples)
 
 
+def _array_chunks(samples: np.ndarray) -> Iterator[np.ndarray]:
+    """``samples`` in consecutive slices of :data:`CHUNK_SAMPLES` (one empty slice for an empty array), as a
+    decoded file arrives, so arrays and files take the same streamed path."""
+    return (samples[i : i + CHUNK_SAMPLES] for i in range(0, max(len(samples), 1), CHUNK_SAMPLES))
+
+
 def _normalised(path: str | Path, scan: AudioScan) -> Iterator[np.ndarray]:
     """``path``'s chunks peak-normalised, as :func:`~ausil_lite.audio.load_audio` scales the whole signal:
     the samples ``scan`` kept, or else a second read; a file that no longer gives what ``scan`` read is an
     error, not other descriptors."""
     if scan.waveform is not None:
-        for start in range(0, len(scan.waveform), CHUNK_SAMPLES):
-            yield (scan.waveform[start : start + CHUNK_SAMPLES] / scan.peak).astype(np.float32, copy=False)
+        for chunk in _array_chunks(scan.waveform):
+            yield (chunk / scan.peak).astype(np.float32, copy=False)
         return
     samples = 0
     for chunk in stream_audio(path, warn=False):
@@ -176,13 +182,9 @@ class FeatureExtractor:
     def from_waveform(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         """Descriptors of a mono waveform already at ``sample_rate`` (44.1 kHz) and peak-normalised."""
         samples = np.asarray(samples, dtype=np.float32)
-
-        def chunks() -> Iterator[np.ndarray]:
-            return (samples[i : i + CHUNK_SAMPLES] for i in range(0, max(len(samples), 1), CHUNK_SAMPLES))
-
-        tensors = (torch.as_tensor(c, device=self.device) for c in chunks())
+        tensors = (torch.as_tensor(c, device=self.device) for c in _array_chunks(samples))
         max_power = max(float(frames.max()) for frames in mel_power_chunks(tensors, sample_rate))
-        return self._descriptors(chunks(), max_power, sample_rate)
+        return self._descriptors(_array_chunks(samples), max_power, sample_rate)
 
     def from_file(self, path: str | Path, scan: AudioScan | None = None) -> np.ndarray:
         """Descriptors of the audio track of ``path``; bad input raises an ``AudioError`` naming it.

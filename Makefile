@@ -30,7 +30,7 @@ test: setup
 # Train the released model on the whole corpus and export it into ausil_lite/models/ (resumable; hours on CPU).
 release: setup
 	tools/system_packages.sh --release
-	$(PY) -m ausil_lite.release
+	$(PY) -m ausil_lite.study.release
 
 clean-study:
 	rm -rf book/_build book/chapters

@@ -3,9 +3,9 @@
 Makes a 5-minute mp4 (AAC at 48 kHz, so resampling is exercised) from real music of the Debian package
 warzone2100-music, then times decode, resampling + log-mel, the backbone, and end to end on the CPU (and on
 CUDA when there is one), for the full network (float32) and the fast one (bfloat16, compiled on CPU:
-:mod:`ausil_lite.precision`), interleaved (A, B, A, B; the best of ``--repeat``) so that other work on the
+:mod:`ausil_lite.descriptors.precision`), interleaved (A, B, A, B; the best of ``--repeat``) so that other work on the
 machine slows both alike. It also cuts the input into a folder of short clips and extracts them through the
-feature store (:func:`ausil_lite.store.extract_videos`, decoding in a worker process while this one runs the
+feature store (:func:`ausil_lite.descriptors.store.extract_videos`, decoding in a worker process while this one runs the
 backbone), as ``ausil-lite extract`` does. Each network's start-up (loading, and compiling the fast one)
 is timed apart: a process pays it once. In the same run it times the original system's front end, librosa's
 resample + melspectrogram + power_to_db, with the original's resampler (resampy 'kaiser_best', the default
@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ausil_lite.audio import SAMPLE_RATE, decode_audio, load_audio, peak_normalise, resample
-from ausil_lite.backbone import mac_descriptors
-from ausil_lite.features import ExtractionConfig, FeatureExtractor
-from ausil_lite.media import write_media
-from ausil_lite.precision import PRECISIONS
-from ausil_lite.spectrogram import log_mel_spectrogram, segment_spectrogram
-from ausil_lite.store import FeatureStore, extract_videos
+from ausil_lite.datasets.media import write_media
+from ausil_lite.descriptors.audio import SAMPLE_RATE, decode_audio, peak_normalise, resample
+from ausil_lite.descriptors.backbone import mac_descriptors
+from ausil_lite.descriptors.extraction import ExtractionConfig, FeatureExtractor
+from ausil_lite.descriptors.precision import PRECISIONS
+from ausil_lite.descriptors.spectrogram import log_mel_spectrogram, segment_spectrogram
+from ausil_lite.descriptors.store import FeatureStore, extract_videos
 
 MUSIC = "/usr/share/games/warzone2100/music/**/*.opus"
 TARGET = 200.0  # x realtime, faster than fingerprinting tools index

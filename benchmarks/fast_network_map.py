@@ -20,17 +20,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from ausil_lite.breakdown import breakdown_table
 from ausil_lite.datasets.davr_mini import load_davr_mini
-from ausil_lite.evaluation import evaluate_benchmark, read_similarities
-from ausil_lite.features import ExtractionConfig
-from ausil_lite.method_scores import SPEEDS_SUFFIX, Method, score_method
+from ausil_lite.descriptors.extraction import ExtractionConfig
+from ausil_lite.descriptors.precision import PRECISIONS
+from ausil_lite.descriptors.speeds import extract_speed_variants, model_variant_penalty, speed_grid
+from ausil_lite.descriptors.store import FeatureStore, extract_videos
+from ausil_lite.evaluation.breakdown import breakdown_table
+from ausil_lite.evaluation.protocol import evaluate_benchmark, read_similarities
 from ausil_lite.models.released import RELEASED_VERSION, version_dir
 from ausil_lite.paths import data_root
-from ausil_lite.precision import PRECISIONS
-from ausil_lite.results_chapters import speed_changed_maps
-from ausil_lite.speeds import extract_speed_variants, model_variant_penalty, speed_grid
-from ausil_lite.store import FeatureStore, extract_videos
+from ausil_lite.study.method_scores import SPEEDS_SUFFIX, Method, score_method
+from ausil_lite.study.results_chapters import speed_changed_maps
 
 SPEEDS_PER_OCTAVE = 10
 

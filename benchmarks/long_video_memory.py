@@ -91,8 +91,8 @@ def child(path: str, threads: int) -> None:
     """Extract ``path`` into a fresh store as the extract command does; print one JSON line."""
     import torch
 
-    from ausil_lite.features import ExtractionConfig
-    from ausil_lite.store import FeatureStore, extract_videos
+    from ausil_lite.descriptors.extraction import ExtractionConfig
+    from ausil_lite.descriptors.store import FeatureStore, extract_videos
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:

@@ -5,7 +5,7 @@
 Builds DAVR-unseen (profile ci: 100 queries, 1,200 videos from packages outside the training corpus) when it is
 not built yet, extracts its descriptors with the released model and with the random backbone (and with the
 study's ci self-supervised backbone when that run is on this machine), plays every query at the 11 speeds of
-``query --speeds 10``, scores every method of the results chapters (:mod:`ausil_lite.method_scores`), and prints
+``query --speeds 10``, scores every method of the results chapters (:mod:`ausil_lite.study.method_scores`), and prints
 
 * one row per method: mAP (FIVR protocol, ``keep``), speed-changed mAP, and mAP per transformation family;
 * the targets: the released model with speed hypotheses at mAP >= 0.97, at least every baseline on every family,
@@ -28,17 +28,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from ausil_lite.breakdown import breakdown_table
 from ausil_lite.config import git_commit
 from ausil_lite.datasets.davr_mini import BuildRequest, load_davr_mini
-from ausil_lite.evaluation import evaluate_benchmark
-from ausil_lite.features import ExtractionConfig
-from ausil_lite.method_scores import SPEEDS_SUFFIX, Method, score_method
+from ausil_lite.descriptors.extraction import ExtractionConfig
+from ausil_lite.descriptors.speeds import extract_speed_variants, model_variant_penalty, speed_grid
+from ausil_lite.descriptors.store import FeatureStore, extract_videos
+from ausil_lite.evaluation.breakdown import breakdown_table
+from ausil_lite.evaluation.protocol import evaluate_benchmark
 from ausil_lite.models.released import RELEASED_VERSION, version_dir, weights_stamp
 from ausil_lite.paths import data_root
-from ausil_lite.results_chapters import speed_changed_maps, target_checks
-from ausil_lite.speeds import extract_speed_variants, model_variant_penalty, speed_grid
-from ausil_lite.store import FeatureStore, extract_videos
+from ausil_lite.study.method_scores import SPEEDS_SUFFIX, Method, score_method
+from ausil_lite.study.results_chapters import speed_changed_maps, target_checks
 
 TARGETS = {"overall": 0.97, "speed": 0.95}
 SPEEDS_PER_OCTAVE = 10

@@ -38,8 +38,10 @@ import pandas as pd
 
 from ausil_lite.config import git_commit
 from ausil_lite.datasets.davr_mini import load_davr_mini
-from ausil_lite.evaluation import average_precision
-from ausil_lite.features import ExtractionConfig
+from ausil_lite.descriptors.extraction import ExtractionConfig
+from ausil_lite.descriptors.speeds import variants_of
+from ausil_lite.descriptors.store import FeatureStore, extract_videos
+from ausil_lite.evaluation.protocol import average_precision
 from ausil_lite.paths import data_root
 from ausil_lite.search.collection import MediaFile
 from ausil_lite.search.index import (
@@ -55,9 +57,7 @@ from ausil_lite.search.index import (
 from ausil_lite.search.query import QueryConfig, Searcher, single_threaded
 from ausil_lite.search.stage1 import Stage1Config, build_stage1, candidate_videos, compact
 from ausil_lite.search.update import IndexConfig, update_index
-from ausil_lite.method_scores import SPEEDS_SUFFIX
-from ausil_lite.speeds import variants_of
-from ausil_lite.store import FeatureStore, extract_videos
+from ausil_lite.study.method_scores import SPEEDS_SUFFIX
 
 CHUNK_VIDEOS = 2000  # synthetic videos generated at a time (2000 x 60 x 256 float32 = 123 MB)
 COMPRESSION = [  # stage-1 variants measured on the 10k database: (name, dim, kind, pq_bytes)

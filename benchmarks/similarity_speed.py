@@ -2,7 +2,7 @@
 
 Times the video comparator + chamfer on random 60 x 60 matrices (60 segments = a 1-minute video at
 the 1-s segment step), and the full model from embedded 2528-d segments (similarity matrix included),
-on the CPU with ``--threads`` threads and on CUDA when there is one. Targets from the issue: >= 1,000
+on the CPU with ``--threads`` threads and on CUDA when there is one. Targets: >= 1,000
 pairs/s batched on 2 CPU cores, >= 50,000 pairs/s on a GPU.
 
     .venv/bin/python benchmarks/similarity_speed.py [--threads 2] [--batch-size 64] [--seconds 3]
@@ -17,8 +17,8 @@ import time
 import numpy as np
 import torch
 
+from ausil_lite.descriptors.whitening import PCAWhitening
 from ausil_lite.similarity import AuSiL, VideoComparator, chamfer_similarity, pooled_size
-from ausil_lite.whitening import PCAWhitening
 
 SEGMENTS = 60
 DIM = 2528

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ausil_lite.audio import SAMPLE_RATE
-from ausil_lite.media import write_media
+from ausil_lite.datasets.media import write_media
+from ausil_lite.descriptors.audio import SAMPLE_RATE
 
 
 def tone(freq_hz: float, seconds: float, rate: int = SAMPLE_RATE, amplitude: float = 0.5) -> np.ndarray:
@@ -35,12 +35,12 @@ def exported_release(tmp_path_factory):
     Returns its version folder; the sources sit beside it (``../../backbone.pt``, ``../../ausil``)."""
     import torch
 
-    from ausil_lite.backbone import MAC_DIM, KumarCNN
-    from ausil_lite.features import ExtractionConfig, FeatureExtractor
+    from ausil_lite.descriptors.backbone import MAC_DIM, KumarCNN
+    from ausil_lite.descriptors.extraction import ExtractionConfig, FeatureExtractor
     from ausil_lite.models.export import export_released_model
     from ausil_lite.models.released import RELEASED_VERSION
     from ausil_lite.similarity.model import AuSiL
-    from ausil_lite.whitening import PCAWhitening
+    from ausil_lite.descriptors.whitening import PCAWhitening
 
     root = tmp_path_factory.mktemp("release")
     torch.manual_seed(0)

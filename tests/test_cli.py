@@ -11,10 +11,10 @@ import numpy as np
 
 from ausil_lite.cli import build_parser, main
 from ausil_lite.commands.model_choice import extraction_choice
-from ausil_lite.evaluation import read_similarities
-from ausil_lite.features import ExtractionConfig, FeatureExtractor
+from ausil_lite.descriptors.extraction import ExtractionConfig, FeatureExtractor
+from ausil_lite.descriptors.store import FeatureStore
+from ausil_lite.evaluation.protocol import read_similarities
 from ausil_lite.models.released import RELEASED_VERSION
-from ausil_lite.store import FeatureStore
 from tests.conftest import noise, tone
 
 REPO = Path(__file__).resolve().parents[1]

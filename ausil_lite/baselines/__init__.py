@@ -18,7 +18,7 @@ from ausil_lite.baselines.descriptors import ChamferBaseline, PooledBaseline
 from ausil_lite.baselines.interface import Baseline
 from ausil_lite.baselines.landmark import LandmarkBaseline, LandmarkConfig
 from ausil_lite.config import config_from_dict
-from ausil_lite.features import ExtractionConfig
+from ausil_lite.descriptors.extraction import ExtractionConfig
 
 BASELINES: dict[str, tuple[type, type]] = {
     "chamfer": (ChamferBaseline, ExtractionConfig),

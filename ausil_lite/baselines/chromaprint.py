@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import fftconvolve
 
-from ausil_lite.audio import SAMPLE_RATE, peak_normalise
 from ausil_lite.baselines.interface import AudioSource
+from ausil_lite.descriptors.audio import SAMPLE_RATE, peak_normalise
 from ausil_lite.errors import AudioError
 
 FPCALC_PACKAGE = "libchromaprint-tools"

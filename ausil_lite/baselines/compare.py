@@ -14,8 +14,8 @@ from tqdm import tqdm
 
 from ausil_lite.baselines.cache import FingerprintCache
 from ausil_lite.baselines.interface import Baseline
+from ausil_lite.descriptors.store import FeatureStore, StoreError
 from ausil_lite.errors import AudioError
-from ausil_lite.store import FeatureStore, StoreError
 
 Videos = Sequence[tuple[str, str | Path]]
 

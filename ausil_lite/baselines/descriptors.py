@@ -4,7 +4,7 @@
 segment cosine matrix (every query segment looks for its best match anywhere in the candidate);
 ``pooled`` averages the segments into one unit vector per video and scores with a cosine, which
 forgets which parts of the video matched. Their settings are the extraction settings
-(:class:`ausil_lite.features.ExtractionConfig`): there is nothing else to choose.
+(:class:`ausil_lite.descriptors.extraction.ExtractionConfig`): there is nothing else to choose.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from abc import ABC, abstractmethod
 import numpy as np
 import torch
 
-from ausil_lite.audio import SAMPLE_RATE
-from ausil_lite.backbone import MAC_DIM
 from ausil_lite.baselines.interface import AudioSource, read_source
-from ausil_lite.features import ExtractionConfig, FeatureExtractor
+from ausil_lite.descriptors.audio import SAMPLE_RATE
+from ausil_lite.descriptors.backbone import MAC_DIM
+from ausil_lite.descriptors.extraction import ExtractionConfig, FeatureExtractor
 from ausil_lite.similarity.chamfer import chamfer_similarity
 
 

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from ausil_lite.audio import SAMPLE_RATE, load_audio, peak_normalise, resample
+from ausil_lite.descriptors.audio import SAMPLE_RATE, load_audio, peak_normalise, resample
 
 AudioSource = str | Path | np.ndarray
 """A media file path, or mono float samples (at 44,100 Hz unless a rate is given)."""

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ausil_lite.datasets.benchmark import read_annotation_json, read_id_list
-from ausil_lite.evaluation import CONVENTIONS, check_similarities, evaluate, read_similarities
+from ausil_lite.evaluation.protocol import CONVENTIONS, check_similarities, evaluate, read_similarities
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 
 from ausil_lite.commands.model_choice import DEFAULT_HELP, add_backbone_options, extraction_choice, require_model
-from ausil_lite.store import FeatureStore, extract_videos
-from ausil_lite.video_list import read_video_list
+from ausil_lite.descriptors.store import FeatureStore, extract_videos
+from ausil_lite.descriptors.video_list import read_video_list
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -7,12 +7,11 @@ import sys
 from pathlib import Path
 
 from ausil_lite.commands.model_choice import DEFAULT_HELP, add_backbone_options, extraction_choice, require_model, scoring_model
+from ausil_lite.descriptors.store import FeatureStore
 from ausil_lite.errors import InputError
-from ausil_lite.search.collection import discover
-from ausil_lite.search.distributed import extract_on_cluster
-from ausil_lite.search.index import VIDEOS, current_version, read_manifest, read_videos, run_lock
-from ausil_lite.search.update import store_config, update_index
-from ausil_lite.store import DONE, FeatureStore, extract_videos
+from ausil_lite.search.index import current_version, run_lock
+from ausil_lite.search.index_collection import index_collection
+from ausil_lite.search.update import store_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,7 +50,6 @@ def run(args: argparse.Namespace) -> int:
 
 def index_paths(args: argparse.Namespace) -> int:
     """The work of one run, under the index's run lock (a concurrent run waits, then skips what this one did)."""
-    found = discover(args.paths)
     store = FeatureStore(args.store or args.index / "features")
     given = args.backbone is not None or args.weights is not None
     config = extraction_choice(args, None if given or not store.config_path.is_file() else store_config(store))
@@ -59,36 +57,7 @@ def index_paths(args: argparse.Namespace) -> int:
     model_dir = args.model
     if model_dir is None and config.backbone == "released" and (args.rebuild or not current_version(args.index)):
         model_dir = scoring_model(args, config)  # a new index: the released network whitens and reranks
-    indexed: dict[str, str] = {}  # id -> source of the current version
-    if current_version(args.index):
-        folder, _ = read_manifest(args.index, verify="none")
-        table = read_videos(folder / VIDEOS)
-        indexed = dict(zip(table["id"], table["source"]))
-    by_source = {source: vid for vid, source in indexed.items()}
-    drop = [by_source[str(f.path)] for f in found.files if by_source.get(str(f.path)) not in (None, f.id)]
-    todo = [(f.id, f.path) for f in found.files if f.id not in indexed]
-    print(f"{len(found.files)} media files ({found.ignored} other files ignored); {len(found.files) - len(todo)} already indexed, "
-          f"{len(todo)} to extract" + (f" on {args.scheduler}" if args.scheduler and todo else ""))
-    partial: dict[str, str] = {}  # id -> what of the damaged file decoded
-    if todo:
-        if args.scheduler:
-            summary = extract_on_cluster(todo, store, config, args.scheduler, args.retry_failed)
-        else:
-            summary = extract_videos(todo, store, config, workers=args.workers, retry_failed=args.retry_failed)
-        print(summary.__str__().splitlines()[0])
-        partial = summary.partial
-    status = store.index.set_index("id")[["status", "error"]] if todo else None
-    failed = {vid: status.at[vid, "error"] for vid, _ in todo if status.at[vid, "status"] not in DONE} if todo else {}
-    ready = [f for f in found.files if f.id in indexed or f.id not in failed]
-    result = update_index(args.index, ready, store, drop=drop, model_dir=model_dir, rebuild=args.rebuild)
-    print(result)
-    if failed:
-        paths = dict(todo)
-        print(f"{len(failed)} file(s) could not be indexed:")
-        for vid, reason in failed.items():
-            print(f"  FAILED {reason}" if str(paths[vid]) in reason else f"  FAILED {paths[vid]}: {reason}")
-    if partial:
-        print(f"{len(partial)} file(s) indexed in part (damaged; only what decoded is searchable):")
-        for note in partial.values():
-            print(f"  PARTIAL {note}")
-    return 1 if failed else 3 if partial else 0
+    run = index_collection(args.paths, args.index, store, config, model_dir, args.scheduler, args.workers,
+                           args.retry_failed, args.rebuild)
+    print("\n".join(run.report()))
+    return run.exit_code

@@ -6,7 +6,7 @@
 - ``--backbone random|kumar2018|selfsup`` (with ``--weights FILE``, ``--seed``): that backbone; without
   ``--model`` plain chamfer similarity scores, since the released network was trained on other descriptors;
 - ``--weights FILE`` alone: a backbone state dict, as ``--backbone selfsup``;
-- ``--fast``: any of these at bfloat16 (:mod:`ausil_lite.precision`); a store or index made that way keeps it.
+- ``--fast``: any of these at bfloat16 (:mod:`ausil_lite.descriptors.precision`); a store or index made that way keeps it.
 
 A copy of the package without the released model's folder says so when the default is used; it does
 not fall back to the random backbone.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ausil_lite.features import BACKBONES, ExtractionConfig
+from ausil_lite.descriptors.extraction import BACKBONES, ExtractionConfig
 from ausil_lite.models.released import RELEASED_VERSION, available_versions, version_dir
 
 DEFAULT_HELP = (

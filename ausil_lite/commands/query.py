@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 from ausil_lite.commands.argument_types import positive_int
+from ausil_lite.descriptors.speeds import VARIANT_PENALTY, speed_grid
 from ausil_lite.errors import InputError
 from ausil_lite.models.released import RELEASED_VERSION
 from ausil_lite.search.index import SearchIndex
 from ausil_lite.search.query import QueryConfig, Searcher, single_threaded
-from ausil_lite.speeds import VARIANT_PENALTY, speed_grid
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -12,31 +12,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-from tqdm import tqdm
-
-from ausil_lite.audio import load_audio
 from ausil_lite.commands.model_choice import DEFAULT_HELP, add_backbone_options, extraction_choice, scoring_model
-from ausil_lite.descriptor_files import DescriptorFileError, read_descriptor_file
+from ausil_lite.descriptors.extraction import ExtractionConfig, describe_extraction
+from ausil_lite.descriptors.speeds import VARIANT_PENALTY, grid_label, model_variant_penalty, speed_grid
+from ausil_lite.descriptors.video_list import read_video_list
 from ausil_lite.errors import InputError
-from ausil_lite.evaluation import write_similarities
-from ausil_lite.features import ExtractionConfig, FeatureExtractor, describe_extraction
+from ausil_lite.evaluation.protocol import write_similarities
 from ausil_lite.similarity import ChamferScorer, load_model
-from ausil_lite.similarity.model import MIN_QUERY_SEGMENTS, read_provenance
-from ausil_lite.similarity.scoring import score_database
-from ausil_lite.speeds import VARIANT_PENALTY, best_over_variants, grid_label, model_variant_penalty, played_at, speed_grid, variant_id
-from ausil_lite.video_list import read_video_list
-
-
-def read_descriptors(path: Path, extract: Callable[[Path], np.ndarray]) -> np.ndarray:
-    """Descriptors from a stored ``.npy`` file (checked: :mod:`ausil_lite.descriptor_files`), or ``extract(path)``
-    for a media file."""
-    return read_descriptor_file(path) if path.suffix.lower() == ".npy" else extract(path)
+from ausil_lite.similarity.model import read_provenance
+from ausil_lite.similarity.video_lists import score_video_lists
 
 
 def extraction_config(args: argparse.Namespace) -> ExtractionConfig:
@@ -83,75 +70,15 @@ def run(args: argparse.Namespace) -> int:
     model_dir = scoring_model(args, extraction)
     scorer = load_model(model_dir, args.device) if model_dir is not None else ChamferScorer(args.device)
     penalty = model_variant_penalty(model_dir)
-    extractor: list[FeatureExtractor] = []  # built on the first media path only
-
-    def features() -> FeatureExtractor:
-        if not extractor:
-            extractor.append(FeatureExtractor(extraction))
-        return extractor[0]
-
-    failed: dict[tuple[str, str], str] = {}  # (role, id) -> reason
-
-    def skip(role: str, video_id: str, exc: Exception) -> None:
-        failed[role, video_id] = str(exc)
-        print(f"SKIPPED {role} {video_id}: {exc}", file=sys.stderr)
-
-    def read(video_id: str, path: Path, role: str) -> np.ndarray | None:
-        try:
-            return read_descriptors(path, lambda p: features().from_file(p))
-        except InputError as exc:
-            return skip(role, video_id, exc)
-
-    def prepare(video_id: str, path: Path, descriptors: np.ndarray | None, role: str):
-        if descriptors is None:
-            return None
-        try:
-            if descriptors.shape[1] != width:
-                raise DescriptorFileError(f"{path}: descriptors of width {descriptors.shape[1]}, {whose} {width} "
-                                          "(made with another backbone?)")
-            return scorer.prepare(descriptors, role)
-        except (InputError, ValueError) as exc:  # bad file, or a video the scorer cannot use (too short)
-            return skip(role, video_id, exc)
-
-    loaded = [(vid, path, read(vid, path, "query")) for vid, path in tqdm(queries, desc="queries", unit="video", file=sys.stderr)]
-    # every item must have the width the model takes, or (chamfer) the width most queries have
-    widths = Counter(x.shape[1] for _, _, x in loaded if x is not None)
-    if model_dir is not None:
-        width, whose = scorer.whitening.mean.shape[-1], "the model takes"
-    else:
-        width, whose = (widths.most_common(1)[0][0] if widths else 0), "most queries have"
-    prepared = []
-    for vid, path, descriptors in loaded:
-        if (query := prepare(vid, path, descriptors, "query")) is not None:
-            prepared.append((vid, query))
-            prepared += speed_variants(vid, path, speed_grid(args.speeds), features, scorer) if args.speeds else []
-    if not prepared:
-        raise InputError(f"{args.queries}: no usable query among {len(queries)}")
-    items = ((vid, prepare(vid, path, read(vid, path, "database"), "database"))
-             for vid, path in tqdm(database, desc=f"similarity ({scorer.name})", unit="video", file=sys.stderr))
-    similarities = score_database(scorer, prepared, ((vid, c) for vid, c in items if c is not None))
-    if args.speeds:
-        similarities = best_over_variants(similarities, penalty)
-    write_similarities(args.output, similarities)
-    scored = len(database) - sum(role == "database" for role, _ in failed)
+    width = scorer.whitening.mean.shape[-1] if model_dir is not None else None
+    try:
+        scores = score_video_lists(queries, database, scorer, extraction, width, args.speeds, penalty,
+                                   lambda role, vid, exc: print(f"SKIPPED {role} {vid}: {exc}", file=sys.stderr))
+    except InputError as exc:
+        raise InputError(f"{args.queries}: {exc}") from None
+    write_similarities(args.output, scores.similarities)
     model = describe_extraction(asdict(extraction)) if model_dir is None or extraction.backbone == "released" else str(model_dir)
     speeds = f", {grid_label(speed_grid(args.speeds))} (variant penalty {penalty:g})" if args.speeds else ""
-    print(f"{len(similarities)} queries x {scored} database videos scored with {scorer.name} ({model}{speeds}); "
-          f"{len(failed)} items skipped; wrote {args.output}")
-    return 1 if failed else 0
-
-
-def speed_variants(video_id: str, path: Path, factors, features: Callable[[], FeatureExtractor], scorer) -> list:
-    """``(variant id, prepared)`` of a query played at each factor other than 1.0 (:mod:`ausil_lite.speeds`).
-
-    A variant too short for the scorer (a short query played fast) is left out: the query's other
-    speeds still count, as in the study's speed methods.
-    """
-    samples, out = load_audio(path), []
-    for factor in factors:
-        if factor == 1.0:
-            continue
-        descriptors = features().from_waveform(played_at(samples, factor, path))
-        if len(descriptors) >= MIN_QUERY_SEGMENTS:
-            out.append((variant_id(video_id, factor), scorer.prepare(descriptors, "query")))
-    return out
+    print(f"{len(scores.similarities)} queries x {scores.database_scored} database videos scored with {scorer.name} "
+          f"({model}{speeds}); {len(scores.failed)} items skipped; wrote {args.output}")
+    return 1 if scores.failed else 0

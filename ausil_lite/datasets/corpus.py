@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ausil_lite.datasets.media import write_media
 from ausil_lite.datasets.renders import RENDER_MANIFEST, ensure_renders, read_render_manifest
 from ausil_lite.datasets.sources import (
     MANIFEST as DAVR_MINI_MANIFEST,
@@ -54,7 +55,6 @@ from ausil_lite.datasets.sources import (
     verify_files,
     write_manifest,
 )
-from ausil_lite.media import write_media
 from ausil_lite.paths import REPO_ROOT
 
 CORPUS_MANIFEST = REPO_ROOT / "data_manifests" / "release_corpus.csv"

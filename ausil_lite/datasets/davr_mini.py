@@ -54,10 +54,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from ausil_lite.audio import SAMPLE_RATE
 from ausil_lite.config import git_commit
 from ausil_lite.datasets import transforms as T
-from ausil_lite.datasets.benchmark import Benchmark, read_annotation_json, read_id_list, write_annotation_json, write_id_list
+from ausil_lite.datasets.benchmark import Benchmark, read_annotation_json, write_annotation_json, write_id_list
+from ausil_lite.datasets.media import write_media
 from ausil_lite.datasets.repeats import RepeatFinder
 from ausil_lite.datasets.sources import (
     SOURCE_SETS,
@@ -71,9 +71,9 @@ from ausil_lite.datasets.sources import (
     tracks_from_rows,
     write_manifest,
 )
-from ausil_lite.media import write_media
+from ausil_lite.descriptors.audio import SAMPLE_RATE
+from ausil_lite.descriptors.video_list import read_video_list, write_video_list
 from ausil_lite.paths import data_root
-from ausil_lite.video_list import read_video_list, write_video_list
 
 ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 ID_LENGTH = 11  # YouTube's id shape, so ids say nothing about an item's role

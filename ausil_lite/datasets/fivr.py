@@ -28,8 +28,8 @@ from ausil_lite.datasets.benchmark import (
     read_annotation_json,
     read_id_list,
 )
+from ausil_lite.descriptors.video_list import read_video_list
 from ausil_lite.paths import REPO_ROOT, data_root
-from ausil_lite.video_list import read_video_list
 
 MANIFEST = REPO_ROOT / "data_manifests" / "fivr200k_alpha.json"
 

@@ -32,8 +32,8 @@ from typing import TypeVar
 import av
 import numpy as np
 
-from ausil_lite.audio import SAMPLE_RATE, decode_audio, resample
 from ausil_lite.datasets.archive_members import member_paths, open_recording, recording_digest, recording_exists
+from ausil_lite.descriptors.audio import SAMPLE_RATE, decode_audio, resample
 from ausil_lite.digests import file_digest
 from ausil_lite.errors import InputError
 from ausil_lite.paths import REPO_ROOT

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ausil_lite.audio import SAMPLE_RATE
 from ausil_lite.datasets import transforms as T
 from ausil_lite.datasets.archive_members import recording_exists
 from ausil_lite.datasets.sources import SourcePoolError, read_window
+from ausil_lite.descriptors.audio import SAMPLE_RATE
 
 
 @dataclass(frozen=True)

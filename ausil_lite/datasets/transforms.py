@@ -75,8 +75,8 @@ def apply_reencode(samples: np.ndarray, rate: int, *, codec: str, bitrate_kbps: 
 
     The codec's own delay (e.g. AAC priming) is kept: real re-uploads shift by it too.
     """
-    from ausil_lite.audio import decode_audio, resample
-    from ausil_lite.media import write_media
+    from ausil_lite.descriptors.audio import decode_audio, resample
+    from ausil_lite.datasets.media import write_media
 
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; choose one of {sorted(CODECS)}")
@@ -136,7 +136,7 @@ def draw_telephone(rng: np.random.Generator) -> dict:
 
 def apply_telephone(samples: np.ndarray, rate: int, *, low_hz: float, high_hz: float) -> np.ndarray:
     """Through an 8 kHz channel, band-passed to ``low_hz``-``high_hz`` (8th-order Butterworth), back to ``rate``."""
-    from ausil_lite.audio import resample
+    from ausil_lite.descriptors.audio import resample
 
     narrow = resample(np.asarray(samples, dtype=np.float32), rate, 8000).astype(np.float64)
     sos = scipy.signal.butter(8, [low_hz, high_hz], btype="bandpass", fs=8000, output="sos")

@@ -15,16 +15,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ausil_lite.backbone import KumarCNN, load_weights
 from ausil_lite import __version__
 from ausil_lite.config import git_commit
+from ausil_lite.descriptors.backbone import KumarCNN, load_weights
+from ausil_lite.descriptors.speeds import PENALTY_KEY, calibrate_variant_penalty
+from ausil_lite.descriptors.whitening import PCAWhitening
 from ausil_lite.digests import write_sha256sums
+from ausil_lite.learning.triplets import TripletSource
 from ausil_lite.models.released import BACKBONE_FILE, MODEL_FILES
 from ausil_lite.paths import REPO_ROOT, data_root
 from ausil_lite.similarity.model import CONFIG_FILE, WEIGHTS_FILE, WHITENING_FILE, AuSiL, load_model, read_provenance
-from ausil_lite.speeds import PENALTY_KEY, calibrate_variant_penalty
-from ausil_lite.training import TripletSource
-from ausil_lite.whitening import PCAWhitening
 
 MAX_BYTES = 40 * 2**20
 """A released version folder may not exceed this (bytes): it lives in the repository."""
@@ -83,7 +83,7 @@ def export_released_model(
     """Write version ``version`` of the released model into ``out_dir`` (replacing it) and return it.
 
     ``backbone_weights``: the backbone's state dict (a ``selfsup`` backbone.pt); ``ausil_model_dir``:
-    the AuSiL model trained on its descriptors (``ausil_lite.training.train``'s folder).
+    the AuSiL model trained on its descriptors (``ausil_lite.learning.triplets.train``'s folder).
     ``whitening_dims``: components kept (None: all the model has); fewer than the model was trained
     with changes its scores, so evaluate the folder written. ``extra``: plain JSON values stored
     under ``config.json["extra"]`` (training data summary, evaluation, ...). ``calibration``: training

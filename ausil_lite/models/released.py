@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from ausil_lite.backbone import KumarCNN, load_backbone
+from ausil_lite.descriptors.backbone import KumarCNN, load_backbone
 from ausil_lite.digests import SUMS_FILE, read_sha256sums, verify_sha256sums
 from ausil_lite.errors import InputError
 from ausil_lite.similarity.model import CONFIG_FILE, WEIGHTS_FILE, WHITENING_FILE, AuSiL, load_model

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ausil_lite.descriptors.extraction import ExtractionConfig, FeatureExtractor, scan_audio
+from ausil_lite.descriptors.store import ExtractionSummary, FeatureStore
 from ausil_lite.errors import AudioError
-from ausil_lite.features import ExtractionConfig, FeatureExtractor, scan_audio
-from ausil_lite.store import ExtractionSummary, FeatureStore
 
 _EXTRACTORS: dict[ExtractionConfig, FeatureExtractor] = {}  # per worker process
 
@@ -64,7 +64,7 @@ def extract_on_cluster(
 ) -> ExtractionSummary:
     """Extract ``(id, path)`` pairs on the cluster at ``scheduler`` into ``store``, skipping stored ids.
 
-    Same contract as :func:`ausil_lite.store.extract_videos`: failures are recorded with their reason
+    Same contract as :func:`ausil_lite.descriptors.store.extract_videos`: failures are recorded with their reason
     and the batch goes on; ids that failed before are skipped unless ``retry_failed``.
     """
     from distributed import Client, as_completed

@@ -35,10 +35,10 @@ import faiss
 import numpy as np
 import pandas as pd
 
+from ausil_lite.descriptors.store import PATH_ERRORS
+from ausil_lite.descriptors.whitening import PCAWhitening
 from ausil_lite.digests import file_digest
 from ausil_lite.errors import InputError
-from ausil_lite.store import PATH_ERRORS
-from ausil_lite.whitening import PCAWhitening
 
 FORMAT = 1
 MANIFEST = "manifest.json"

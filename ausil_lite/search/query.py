@@ -12,17 +12,17 @@ import faiss
 import numpy as np
 import torch
 
-from ausil_lite.audio import load_audio
 from ausil_lite.config import config_from_dict
-from ausil_lite.descriptor_files import read_descriptor_file
+from ausil_lite.descriptors.audio import load_audio
+from ausil_lite.descriptors.extraction import ExtractionConfig, FeatureExtractor
+from ausil_lite.descriptors.npy_files import read_descriptor_file
+from ausil_lite.descriptors.speeds import model_variant_penalty, played_at
 from ausil_lite.errors import InputError
-from ausil_lite.features import ExtractionConfig, FeatureExtractor
 from ausil_lite.search.align import STEP_S, SEGMENT_S, Span, aligned_span
 from ausil_lite.search.index import SearchIndex
 from ausil_lite.search.rerank import ChamferReranker, ModelReranker
 from ausil_lite.search.stage1 import candidate_videos, compact
 from ausil_lite.similarity import load_model
-from ausil_lite.speeds import model_variant_penalty, played_at
 
 
 MIN_VARIANT_SEGMENTS = 4
@@ -39,7 +39,7 @@ class QueryConfig:
     nprobe: int = 128  # inverted lists scanned per segment (IVF only); 100k videos: 32 -> recall 0.983, 128 -> 0.992
     threshold: float | None = None  # list only matches scoring at least this (duplicates)
     # a speed variant's score counts this much lower; None: the reranking model's calibrated penalty
-    # (ausil_lite.speeds.model_variant_penalty), VARIANT_PENALTY for chamfer and for models that record none
+    # (ausil_lite.descriptors.speeds.model_variant_penalty), VARIANT_PENALTY for chamfer and for models that record none
     variant_penalty: float | None = None
 
     def __post_init__(self) -> None:
@@ -142,7 +142,7 @@ class Searcher:
         return self._extractor
 
     def speed_variants(self, path: str | Path, factors: Sequence[float]) -> dict[float, np.ndarray]:
-        """Raw descriptors of the query file played at each factor other than 1.0 (:mod:`ausil_lite.speeds`)."""
+        """Raw descriptors of the query file played at each factor other than 1.0 (:mod:`ausil_lite.descriptors.speeds`)."""
         samples, extractor, variants = load_audio(path), self._index_extractor(), {}
         for factor in factors:
             if factor != 1.0:

@@ -23,8 +23,10 @@ import pandas as pd
 import torch
 
 from ausil_lite.config import config_from_dict, provenance
+from ausil_lite.descriptors.extraction import describe_extraction, same_descriptors
+from ausil_lite.descriptors.store import PATH_ERRORS, FeatureStore
+from ausil_lite.descriptors.whitening import EPSILON, PCAWhitening
 from ausil_lite.errors import InputError
-from ausil_lite.features import describe_extraction, same_descriptors
 from ausil_lite.search.collection import MediaFile
 from ausil_lite.search.index import (
     STAGE1,
@@ -41,8 +43,6 @@ from ausil_lite.search.index import (
 )
 from ausil_lite.search.stage1 import Stage1Config, build_stage1, compact
 from ausil_lite.similarity import load_model
-from ausil_lite.store import PATH_ERRORS, FeatureStore
-from ausil_lite.whitening import EPSILON, PCAWhitening
 
 SHARD_SEGMENTS = 2**18  # segments per stage-2 shard written by a rebuild (128 MB at 256 dims, float16)
 CHUNK_SEGMENTS = 2**17  # segments per batch added to stage 1

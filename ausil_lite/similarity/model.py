@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ausil_lite.attention import AttentionWeighting
+from ausil_lite.descriptors.attention import AttentionWeighting
+from ausil_lite.descriptors.whitening import PCAWhitening
 from ausil_lite.digests import SUMS_FILE, verify_sha256sums
 from ausil_lite.similarity.chamfer import chamfer_similarity
 from ausil_lite.similarity.comparator import VideoComparator, pooled_size
 from ausil_lite.similarity.matrix import query_similarity_batch, similarity_matrix
-from ausil_lite.whitening import PCAWhitening
 
 MIN_DATABASE_SEGMENTS = 10
 MIN_QUERY_SEGMENTS = 4

@@ -48,7 +48,7 @@ def score_database(
 def similarities_from_store(
     scorer, store, query_ids: Iterable[str], database_ids: Iterable[str], progress: bool = True
 ) -> dict[str, dict[str, float]]:
-    """Similarities of ``query_ids`` to ``database_ids`` from a :class:`ausil_lite.store.FeatureStore`.
+    """Similarities of ``query_ids`` to ``database_ids`` from a :class:`ausil_lite.descriptors.store.FeatureStore`.
 
     Every id must be in the store (check with ``benchmark.missing(available=store.ids())`` first and
     pass only what is there: the evaluation counts the rest as misses or removes them, by convention).

@@ -23,8 +23,9 @@ from ausil_lite.study.plan import StudyError
 from ausil_lite.study.runner import NotebookRun
 
 FRONT = "intro"
-BACK = ("reproduce", "chapters/environment")
-"""Pages around the chapters: the introduction first; the reproduction recipe and the environment last."""
+BACK = ("settings_tried", "reproduce", "chapters/environment")
+"""Pages around the chapters: the introduction first; the settings tried, the reproduction recipe and the
+environment last."""
 
 PACKAGES = (
     "torch", "torchaudio", "av", "numpy", "scipy", "pandas", "matplotlib", "seaborn", "faiss-cpu",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ausil_lite.audio import SAMPLE_RATE as RATE
+from ausil_lite.descriptors.audio import SAMPLE_RATE as RATE
 
 
 def _note_sequence(seed: int, seconds: float, rate: int = RATE) -> np.ndarray:
@@ -37,7 +37,7 @@ def note_sequence():
 @pytest.fixture
 def duplicate_set(tmp_path):
     """Paths of an original (mp4), its noised, re-encoded copy (mp3 at 64 kbit/s) and an unrelated clip (mp4)."""
-    from ausil_lite.media import write_media
+    from ausil_lite.datasets.media import write_media
 
     original = _note_sequence(1, 12.0)
     noise = np.random.default_rng(99).standard_normal(original.size).astype(np.float32)

@@ -7,7 +7,7 @@ from ausil_lite.baselines import BASELINES, make_baseline
 from ausil_lite.baselines.cache import CacheError, FingerprintCache
 from ausil_lite.baselines.compare import compare_videos, fingerprint_videos, similarity_json, store_fingerprints
 from ausil_lite.baselines.landmark import LandmarkBaseline, LandmarkConfig
-from ausil_lite.store import FeatureStore, StoreError, extract_videos
+from ausil_lite.descriptors.store import FeatureStore, StoreError, extract_videos
 
 
 def test_compare_videos_ranks_the_copy_first_and_records_failures(duplicate_set, tmp_path):

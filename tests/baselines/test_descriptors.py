@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from ausil_lite.backbone import MAC_DIM
 from ausil_lite.baselines.descriptors import ChamferBaseline, PooledBaseline
+from ausil_lite.descriptors.backbone import MAC_DIM
 
 
 @pytest.mark.parametrize("cls", [ChamferBaseline, PooledBaseline])

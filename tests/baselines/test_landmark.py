@@ -3,8 +3,8 @@ import time
 import numpy as np
 import pytest
 
-from ausil_lite.audio import SAMPLE_RATE as RATE
 from ausil_lite.baselines.landmark import LandmarkBaseline, LandmarkConfig, LandmarkFingerprint, pair_hashes
+from ausil_lite.descriptors.audio import SAMPLE_RATE as RATE
 from ausil_lite.errors import MissingFileError, SilentAudioError
 
 

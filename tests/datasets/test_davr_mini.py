@@ -8,11 +8,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from ausil_lite.audio import load_audio
 from ausil_lite.datasets import davr_mini as D
 from ausil_lite.datasets import transforms as T
+from ausil_lite.datasets.media import write_media
 from ausil_lite.datasets.sources import SourceFile, SourcePoolError, Track
-from ausil_lite.media import write_media
+from ausil_lite.descriptors.audio import load_audio
 
 MANIFESTS = ("annotation.json", "dataset_ids.txt", "queries.txt", "database.txt", "items.csv", "train.txt", "train.csv")
 
@@ -159,7 +159,7 @@ def test_small_build_is_complete_and_loads_as_a_benchmark(small_build):
 
 @pytest.mark.slow
 def test_every_item_decodes_through_the_feature_pipeline(small_build):
-    from ausil_lite.spectrogram import log_mel_spectrogram, segment_spectrogram
+    from ausil_lite.descriptors.spectrogram import log_mel_spectrogram, segment_spectrogram
 
     import torch
 

@@ -12,9 +12,9 @@ import pytest
 from ausil_lite.datasets import corpus as C
 from ausil_lite.datasets import renders as R
 from ausil_lite.datasets import sources as S
+from ausil_lite.datasets.media import write_media
 from ausil_lite.datasets.training import TrainingPool, TrainingTrack
 from ausil_lite.digests import file_digest
-from ausil_lite.media import write_media
 
 
 def tone(seconds: float, freq: float, rate: int = 22_050) -> np.ndarray:

@@ -7,9 +7,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from ausil_lite.audio import SAMPLE_RATE, decode_audio
 from ausil_lite.datasets import sources as S
-from ausil_lite.media import write_media
+from ausil_lite.datasets.media import write_media
+from ausil_lite.descriptors.audio import SAMPLE_RATE, decode_audio
 
 
 def chirp(seconds: float, rate: int) -> np.ndarray:

@@ -13,7 +13,7 @@ from ausil_lite.cli import main as run_cli
 from ausil_lite.datasets import davr_mini as D
 from ausil_lite.datasets import sources as S
 from ausil_lite.datasets import transforms as T
-from ausil_lite.media import write_media
+from ausil_lite.datasets.media import write_media
 
 
 def row(package: str, track: str = "t", path: str = "/nowhere/a.ogg") -> S.SourceFile:

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from ausil_lite.backbone import MAC_DIM
 from ausil_lite.cli import main
+from ausil_lite.descriptors.backbone import MAC_DIM
+from ausil_lite.descriptors.extraction import ExtractionConfig, FeatureExtractor
+from ausil_lite.descriptors.speeds import calibrate_variant_penalty
 from ausil_lite.digests import SUMS_FILE, ChecksumError
-from ausil_lite.features import ExtractionConfig, FeatureExtractor
+from ausil_lite.learning.triplets import TripletSource
 from ausil_lite.models import released
 from ausil_lite.models.export import MAX_BYTES, export_released_model, portable_paths
 from ausil_lite.models.released import (
@@ -29,8 +31,6 @@ from ausil_lite.models.released import (
     weights_stamp,
 )
 from ausil_lite.similarity import ChamferScorer, load_model
-from ausil_lite.speeds import calibrate_variant_penalty
-from ausil_lite.training import TripletSource
 from tests.conftest import noise, tone
 
 FLOAT16_TOLERANCE = 1e-3

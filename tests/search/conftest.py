@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ausil_lite.audio import SAMPLE_RATE
-from ausil_lite.features import ExtractionConfig
-from ausil_lite.media import write_media
+from ausil_lite.datasets.media import write_media
+from ausil_lite.descriptors.audio import SAMPLE_RATE
+from ausil_lite.descriptors.extraction import ExtractionConfig
+from ausil_lite.descriptors.store import FeatureStore
 from ausil_lite.search.collection import MediaFile
-from ausil_lite.store import FeatureStore
 
 DIM = 96  # synthetic descriptor size: the index does not depend on 2528, and small fits are fast
 

@@ -91,10 +91,10 @@ def test_corrupt_index_gets_a_clear_message(indexed, tmp_path, capsys):
 
 
 def test_query_with_speeds_finds_a_sped_up_copy_and_says_at_which_speed(indexed, tmp_path, capsys):
-    from ausil_lite.audio import SAMPLE_RATE, load_audio
+    from ausil_lite.descriptors.audio import SAMPLE_RATE, load_audio
     from ausil_lite.datasets.transforms import apply_speed
-    from ausil_lite.media import write_media
-    from ausil_lite.speeds import speed_grid
+    from ausil_lite.datasets.media import write_media
+    from ausil_lite.descriptors.speeds import speed_grid
 
     collection, index, _ = indexed
     original = load_audio(collection / "db" / "a.mp4")

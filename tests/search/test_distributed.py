@@ -7,10 +7,10 @@ import pytest
 from distributed import LocalCluster
 
 from ausil_lite.cli import main
-from ausil_lite.features import ExtractionConfig
+from ausil_lite.descriptors.extraction import ExtractionConfig
+from ausil_lite.descriptors.store import FeatureStore, extract_videos
 from ausil_lite.search.collection import discover
 from ausil_lite.search.distributed import extract_on_cluster
-from ausil_lite.store import FeatureStore, extract_videos
 
 pytestmark = pytest.mark.slow
 

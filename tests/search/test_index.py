@@ -10,9 +10,9 @@ import numpy as np
 import torch
 import pytest
 
+from ausil_lite.descriptors.extraction import ExtractionConfig
+from ausil_lite.descriptors.speeds import VARIANT_PENALTY
 from ausil_lite.errors import InputError
-from ausil_lite.features import ExtractionConfig
-from ausil_lite.speeds import VARIANT_PENALTY
 
 from ausil_lite.search import update as update_module
 from ausil_lite.search.index import IndexCorruptError, NoIndexError, SearchIndex, current_version
@@ -187,7 +187,7 @@ def test_manifest_records_configs_and_provenance(synthetic, tmp_path):
 def test_model_whitening_and_reranking(synthetic, tmp_path):
     from ausil_lite.search.rerank import ModelReranker
     from ausil_lite.similarity import AuSiL
-    from ausil_lite.whitening import PCAWhitening
+    from ausil_lite.descriptors.whitening import PCAWhitening
 
     store, entries, tracks = synthetic
     training = np.concatenate([t for t in tracks.values()])
@@ -254,7 +254,7 @@ def test_an_index_refuses_descriptors_of_another_model_version(synthetic, synthe
 def test_speed_variants_lose_the_reranking_models_own_penalty(synthetic, tmp_path):
     """A model that records a penalty of 0 ranks as an explicit 0 does, not as the fixed 0.3."""
     from ausil_lite.similarity import AuSiL
-    from ausil_lite.whitening import PCAWhitening
+    from ausil_lite.descriptors.whitening import PCAWhitening
 
     store, entries, tracks = synthetic
     torch.manual_seed(0)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from ausil_lite.descriptors.whitening import PCAWhitening
 from ausil_lite.similarity.model import AuSiL, load_model, read_provenance, repeat_short
-from ausil_lite.whitening import PCAWhitening
 
 DIM = 24
 

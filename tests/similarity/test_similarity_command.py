@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from ausil_lite.cli import main
-from ausil_lite.evaluation import read_similarities
+from ausil_lite.descriptors.whitening import PCAWhitening
+from ausil_lite.evaluation.protocol import read_similarities
 from ausil_lite.similarity.model import AuSiL
-from ausil_lite.whitening import PCAWhitening
 
 DIM = 24
 
@@ -85,7 +85,7 @@ def test_evaluate_reports_a_bad_file_without_traceback(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_media_paths_are_extracted_on_the_fly(tmp_path):
-    from ausil_lite.media import write_media
+    from ausil_lite.datasets.media import write_media
 
     rng = np.random.default_rng(3)
     tone = np.sin(2 * np.pi * 440 * np.arange(5 * 44100) / 44100) * np.linspace(0.2, 1.0, 5 * 44100)
@@ -118,9 +118,9 @@ def test_media_backbone_defaults_to_the_models(tmp_path):
 def test_speeds_keep_each_videos_best_over_the_query_at_other_speeds(make_media, tmp_path, capsys):
     """``--speeds 4`` (five speeds) gives max(query's score, each variant's less the penalty), as computed here."""
     from ausil_lite.datasets.transforms import apply_speed
-    from ausil_lite.features import ExtractionConfig, FeatureExtractor
+    from ausil_lite.descriptors.extraction import ExtractionConfig, FeatureExtractor
     from ausil_lite.similarity import ChamferScorer
-    from ausil_lite.speeds import VARIANT_PENALTY, played_at, speed_grid
+    from ausil_lite.descriptors.speeds import VARIANT_PENALTY, played_at, speed_grid
     from tests.conftest import noise, tone
 
     clip = tone(440, 8.0) * np.linspace(0.2, 1.0, 8 * 44100, dtype=np.float32) + tone(1200, 8.0, amplitude=0.2) + 0.05 * noise(8.0)
@@ -137,7 +137,7 @@ def test_speeds_keep_each_videos_best_over_the_query_at_other_speeds(make_media,
 
     extractor, scorer = FeatureExtractor(ExtractionConfig(device="cpu")), ChamferScorer("cpu")
     database = [scorer.prepare(extractor.from_file(paths[v]), "database") for v in ("fast", "other")]
-    from ausil_lite.audio import load_audio
+    from ausil_lite.descriptors.audio import load_audio
 
     samples = load_audio(paths["q"])
     expected = scorer.score_many(scorer.prepare(extractor.from_file(paths["q"]), "query"), database)

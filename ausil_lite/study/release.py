@@ -1,0 +1,151 @@
+"""Training the released model: the self-supervised backbone and the AuSiL network on the whole training corpus.
+
+``python -m ausil_lite.study.release`` (or ``make release``) builds the corpus (:mod:`ausil_lite.datasets.corpus`),
+trains the backbone self-supervised on it, draws AuSiL's training triplets from it with that backbone, trains
+whitening, attention and comparator, and exports the result into the package
+(:func:`ausil_lite.models.export.export_released_model`, float16, the variant penalty calibrated on the training
+triplets), with the learning curves in the version's ``card/`` folder for the model card. The steps are the study's training chapter's
+(:mod:`ausil_lite.study.pipeline`) pointed at the corpus instead of DAVR-mini's training tracks, so both resume the
+same way: kill it at any moment and rerun the command; a finished step is reused. Progress (steps, loss,
+time left) shows in the terminal; learning curves go to CSV beside the checkpoints (``loss.csv``,
+``learning_curve.csv`` under ``data_root()/models/release/<version>``).
+
+The sizes (:data:`RELEASE_SIZES`) are what fits one working session on 2 CPU cores. The ``full`` profile's
+self-supervised length (20 epochs of 200 steps of 32 pairs) costs about 4 s a step here, 4.5 hours; ``--epochs``
+and ``--steps`` lengthen a run, and a rerun with more epochs continues the same one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ausil_lite.datasets.corpus import CORPUS_MANIFEST, build_corpus, corpus_tracks, manifest_digest, write_corpus_table
+from ausil_lite.datasets.renders import RENDER_MANIFEST
+from ausil_lite.learning.triplets import CURVE_FILE, load_triplet_source
+from ausil_lite.models.export import export_released_model
+from ausil_lite.models.released import CARD_DIR, CARD_EVALUATION_FILES, MODELS_ROOT, card_is_current
+from ausil_lite.paths import data_root
+from ausil_lite.study.pipeline import PipelineConfig, extraction_config, train_backbone, train_model
+
+RELEASE_SIZES = dict(
+    selfsup_epochs=16, selfsup_steps=100, selfsup_batch_size=16, selfsup_clip_s=120.0,
+    train_pairs=400, train_negatives=400, train_clip_s=20.0, speed_pairs=100,
+    epochs=30, batch_size=16, learning_rate=0.001,
+)
+"""Four times the ``ci`` profile's self-supervised steps (the best length measured on DAVR-mini ci), over the
+whole corpus instead of 20 tracks; the ``full`` profile's triplet counts, plus 100 speed-changed pairs."""
+CORPUS_TABLE = "corpus.csv"
+"""The model card's table of the training corpus (package, kind, licence, tracks, hours), beside the weights."""
+
+
+@dataclass(frozen=True)
+class ReleaseRun:
+    """Where one release training lives and what it trains."""
+
+    version: str
+    corpus_dir: Path
+    models_dir: Path
+    pipeline: PipelineConfig
+
+    @classmethod
+    def make(cls, version: str, seed: int = 0, device: str | None = None, **sizes) -> ReleaseRun:
+        # one folder a version: a later version on a grown corpus must never resume an earlier one's checkpoints
+        corpus, models = data_root() / "corpus", data_root() / "models" / "release" / version
+        pipeline = PipelineConfig.from_dict({
+            **RELEASE_SIZES, **sizes, "profile": "release", "seed": seed, "device": device, "backbones": "selfsup",
+            "benchmark_dir": str(corpus), "models_dir": str(models), "workers": 0,
+        })
+        return cls(version, corpus, models, pipeline)
+
+
+def train_release(run: ReleaseRun, log=print) -> dict:
+    """Corpus, backbone, AuSiL network; returns what the model card reports (sizes, hours, timings)."""
+    started = time.perf_counter()
+    summary = build_corpus(run.corpus_dir, log=log)
+    log(f"corpus: {summary.tracks} tracks, {summary.hours} h ({summary.hours_by_kind})")
+    built = time.perf_counter()
+    weights = train_backbone(run.pipeline, log)
+    trained = time.perf_counter()
+    extraction = extraction_config(run.pipeline, "selfsup", weights)
+    _, curve, triplets = train_model(run.pipeline, extraction, log)
+    report = {
+        "version": run.version,
+        "machine": f"{torch.get_num_threads()} CPU threads ({platform.processor() or platform.machine()})"
+        if not torch.cuda.is_available() else torch.cuda.get_device_name(),
+        "corpus": {"manifest": CORPUS_MANIFEST.name, "manifest_sha1": manifest_digest(),
+                   "renders": RENDER_MANIFEST.name, "renders_sha1": manifest_digest(RENDER_MANIFEST),
+                   "tracks": summary.tracks, "hours": summary.hours, "hours_by_kind": summary.hours_by_kind,
+                   "hours_by_package": summary.hours_by_package, "hours_by_licence": summary.hours_by_licence},
+        "sizes": {k: v for k, v in dataclasses.asdict(run.pipeline).items() if k in RELEASE_SIZES},
+        "seed": run.pipeline.seed,
+        "triplets": triplets,
+        "backbone_weights": str(weights),
+        "ausil_dir": str(run.pipeline.model_dir("selfsup")),
+        "final_epoch": curve.iloc[-1].to_dict(),
+        "seconds": {"corpus": round(built - started, 1), "selfsup": round(trained - built, 1),
+                    "ausil": round(time.perf_counter() - trained, 1)},
+    }
+    path = run.models_dir / "release.json"
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    log(f"trained in {time.perf_counter() - started:.0f} s; report {path}")
+    return report
+
+
+def export_release(run: ReleaseRun, report: dict, out_dir: Path | None = None) -> Path:
+    """Write the trained model into the package (``MODELS_ROOT/<version>``) with its learning curves in ``card/``
+    and the corpus it learnt from (``card/corpus.csv``: tracks and hours per package, kind and licence).
+
+    The variant penalty is calibrated on the AuSiL network's own training triplets (never on an evaluation).
+    Refuses when the corpus manifests changed since training: the card would describe another corpus.
+    """
+    corpus = report["corpus"]
+    if (manifest_digest(), manifest_digest(RENDER_MANIFEST)) != (corpus["manifest_sha1"], corpus.get("renders_sha1")):
+        raise RuntimeError(f"{CORPUS_MANIFEST.name} or {RENDER_MANIFEST.name} changed since the model was trained; "
+                           "train again (python -m ausil_lite.study.release) before exporting")
+    out = out_dir or MODELS_ROOT / run.version
+    ausil_dir = Path(report["ausil_dir"])
+    triplets = load_triplet_source(ausil_dir / f"triplets-{report['triplets']['key']}.npz")
+    card = out / CARD_DIR
+    kept = {p.name: p.read_bytes() for p in card.glob("*")} if card.is_dir() else {}
+    export_released_model(Path(report["backbone_weights"]), ausil_dir, out, run.version, None, report,
+                          calibration=triplets)
+    card.mkdir(exist_ok=True)
+    for name, data in kept.items():
+        (card / name).write_bytes(data)
+    if kept and not card_is_current(out):  # other weights now: their figures would describe a model that is gone
+        for name in CARD_EVALUATION_FILES:
+            (card / name).unlink(missing_ok=True)
+        print(f"{card}: the evaluation described other weights and was removed; "
+              f"measure these with benchmarks/released_model.py --version {run.version} --write-card")
+    write_corpus_table(corpus_tracks(), card / CORPUS_TABLE)
+    shutil.copyfile(run.pipeline.selfsup_dir / "loss.csv", card / "selfsup_loss.csv")
+    shutil.copyfile(ausil_dir / CURVE_FILE, card / CURVE_FILE)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ausil_lite.study.release", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", default="ausil-lite-v1", help="name of the exported model (default ausil-lite-v1)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None, help="torch device (default: CUDA when available)")
+    parser.add_argument("--epochs", type=int, default=RELEASE_SIZES["selfsup_epochs"], help="self-supervised epochs")
+    parser.add_argument("--steps", type=int, default=RELEASE_SIZES["selfsup_steps"], help="self-supervised steps per epoch")
+    args = parser.parse_args(argv)
+    run = ReleaseRun.make(args.version, args.seed, args.device, selfsup_epochs=args.epochs, selfsup_steps=args.steps)
+    out = export_release(run, train_release(run))
+    print(f"exported {run.version} to {out}; measure it with benchmarks/released_model.py --write-card")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ausil_lite.learning.triplets import (
+    CHECKPOINT_FILE,
+    CURVE_FILE,
+    TrainingConfig,
+    TripletSource,
+    load_triplet_source,
+    mine_hard_negatives,
+    save_triplet_source,
+    similarity_regularisation,
+    train,
+    triplet_source_from_pool,
+)
+from ausil_lite.similarity import load_model
+
+DIM = 32
+
+
+def _song(rng, n):
+    """A random walk of segment descriptors: neighbouring segments alike, as overlapping 2-s windows are."""
+    steps = rng.normal(size=(n, DIM)).astype(np.float32)
+    return np.cumsum(steps, axis=0) / np.sqrt(np.arange(1, n + 1))[:, None] + 3.0
+
+
+def _duplicate(rng, x, noise=0.6):
+    """A distorted copy: noise, and every 5th segment dropped (a faster playback)."""
+    kept = np.delete(x, np.arange(0, len(x), 5), axis=0)
+    return kept + noise * rng.normal(size=kept.shape).astype(np.float32)
+
+
+def _source(seed=0, pairs=10, negatives=12):
+    rng = np.random.default_rng(seed)
+    anchors = [_song(rng, int(rng.integers(12, 24))) for _ in range(pairs)]
+    negs = [_song(rng, int(rng.integers(8, 24))) for _ in range(negatives)]
+    return TripletSource([(a, _duplicate(rng, a)) for a in anchors], negs)
+
+
+CONFIG = TrainingConfig(epochs=4, batch_size=8, learning_rate=3e-3, hard_pool=4, negatives_per_anchor=2,
+                        max_segments=16, seed=0, device="cpu")
+
+
+def test_short_run_lowers_the_loss_and_writes_a_loadable_model(tmp_path):
+    source = _source()
+    model, curve = train(source, CONFIG, tmp_path / "m", progress=False)
+    assert curve["epoch"].tolist() == list(range(1, 5))
+    assert curve["loss"].iloc[-2:].mean() < curve["loss"].iloc[:2].mean()
+    assert pd.read_csv(tmp_path / "m" / CURVE_FILE)["loss"].tolist() == pytest.approx(curve["loss"].tolist())
+    stored = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert stored["config"] == dataclasses.asdict(CONFIG) and stored["seed"] == 0 and stored["git_commit"]
+    loaded = load_model(tmp_path / "m", device="cpu")
+    anchor, positive = source.pairs[0]
+    assert loaded.similarity(anchor, positive) == model.similarity(anchor, positive)
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    source = _source(1, pairs=6, negatives=6)
+    config = dataclasses.replace(CONFIG, epochs=3)
+    full, full_curve = train(source, config, tmp_path / "full", progress=False)
+    train(source, dataclasses.replace(config, epochs=1), tmp_path / "crash", progress=False)  # "crashes" after 1
+    resumed, resumed_curve = train(source, config, tmp_path / "crash", progress=False)
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    pd.testing.assert_frame_equal(full_curve.drop(columns="seconds"), resumed_curve.drop(columns="seconds"))
+    assert torch.load(tmp_path / "crash" / CHECKPOINT_FILE, weights_only=True)["provenance"]["epoch"] == 3
+
+
+def test_resume_with_another_config_raises(tmp_path):
+    source = _source(2, pairs=4, negatives=4)
+    train(source, dataclasses.replace(CONFIG, epochs=1), tmp_path / "m", progress=False)
+    with pytest.raises(ValueError, match="another model folder"):
+        train(source, dataclasses.replace(CONFIG, epochs=2, margin=0.9), tmp_path / "m", progress=False)
+    with pytest.raises(ValueError, match="other training data"):
+        train(_source(3, pairs=4, negatives=4), dataclasses.replace(CONFIG, epochs=2), tmp_path / "m", progress=False)
+
+
+def test_config_rejects_unknown_keys_and_bad_values():
+    assert TrainingConfig.from_dict({"epochs": 2, "margin": 1}).margin == 1
+    with pytest.raises(ValueError, match="unknown"):
+        TrainingConfig.from_dict({"epoch": 2})
+    with pytest.raises(ValueError):
+        TrainingConfig(max_segments=3)
+
+
+def test_similarity_regularisation_by_hand():
+    logits = torch.tensor([[[1.5, -3.0], [0.2, 9.0]], [[2.0, 0.0], [0.0, 0.0]]])
+    # map 0 uses only its first row (1 row valid): 0.5 + 2.0; map 1 everything: 1.0
+    value = similarity_regularisation(logits, torch.tensor([1, 2]), torch.tensor([2, 2]))
+    assert value.item() == pytest.approx((2.5 + 1.0) / 2)
+
+
+def test_mining_ranks_by_similarity_and_respects_groups(tmp_path):
+    rng = np.random.default_rng(3)
+    anchor = _song(rng, 16)
+    near, far = anchor + 0.05 * rng.normal(size=anchor.shape).astype(np.float32), _song(rng, 16)
+    same_group = anchor.copy()  # a duplicate of the anchor that is not labelled as its positive
+    source = TripletSource([(anchor, anchor)], [far, near, same_group], pair_groups=["a"], negative_groups=["b", "c", "a"])
+    model, _ = train(source, dataclasses.replace(CONFIG, epochs=1, hard_pool=3), tmp_path / "m", progress=False)
+    hard = mine_hard_negatives(model, source, hard_pool=3)
+    assert hard[0, 0] == 1 and 2 not in hard[0]
+
+
+def test_source_validation():
+    rng = np.random.default_rng(4)
+    with pytest.raises(ValueError, match="segments"):
+        TripletSource([(_song(rng, 3), _song(rng, 10))], [_song(rng, 10)])
+    with pytest.raises(ValueError, match="both"):
+        TripletSource([(_song(rng, 10), _song(rng, 10))], [_song(rng, 10)], pair_groups=["a"])
+
+
+def test_triplet_source_round_trips_through_npz(tmp_path):
+    rng = np.random.default_rng(5)
+    source = TripletSource([(_song(rng, 5), _song(rng, 7)), (_song(rng, 6), _song(rng, 2))], [_song(rng, 4)],
+                           pair_groups=["a", "b"], negative_groups=["c"])
+    loaded = load_triplet_source(save_triplet_source(source, tmp_path / "s.npz"))
+    for (a, p), (la, lp) in zip(source.pairs, loaded.pairs):
+        np.testing.assert_array_equal(a, la)
+        np.testing.assert_array_equal(p, lp)
+    np.testing.assert_array_equal(source.negatives[0], loaded.negatives[0])
+    assert list(loaded.pair_groups) == ["a", "b"] and list(loaded.negative_groups) == ["c"]
+
+
+@pytest.mark.slow
+def test_source_from_real_training_pool_with_transforms(tmp_path, capsys):
+    from ausil_lite.datasets.training import TrainingPool, TrainingTrack
+    from ausil_lite.descriptors.extraction import ExtractionConfig, FeatureExtractor
+
+    moh = sorted(Path("/usr/share/asterisk/moh").glob("*.wav"))[:3]
+    if len(moh) < 3:
+        pytest.skip("needs the Debian package asterisk-moh-opsound-wav")
+    pool = TrainingPool([TrainingTrack(p.stem, p, 20.0) for p in moh])
+    extractor = FeatureExtractor(ExtractionConfig(device="cpu"))
+    source, records = triplet_source_from_pool(pool, extractor, pairs=2, negatives=2, duration_s=6.0, seed=0,
+                                               families=("speed", "noise"), progress=True)
+    err = capsys.readouterr().err  # a slow machine shows progress, not minutes of silence
+    assert "triplet clips" in err and "4/4" in err
+    assert len(source.pairs) == 2 and len(source.negatives) == 4  # anchors join the negatives
+    assert {r["family"] for r in records} <= {"speed", "noise"}
+    assert source.pairs[0][0].shape[1] == 2528
+    assert source.allowed_negatives()[0, 0] == False  # noqa: E712 - an anchor is never its own negative

@@ -1,0 +1,168 @@
+"""The training chapter's pipeline: config validation, and a whole run on a benchmark built from tones."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from ausil_lite.datasets import davr_mini as D
+from ausil_lite.datasets.media import write_media
+from ausil_lite.descriptors.store import FeatureStore, StoreError
+from ausil_lite.learning.triplets import load_triplet_source, train
+from ausil_lite.similarity import load_model
+from ausil_lite.similarity.model import read_provenance
+from ausil_lite.study.pipeline import PipelineConfig, read_learning_curve, read_selfsup_loss, train_all
+
+
+def test_config_rejects_unknown_keys_bad_backbones_and_missing_weights(tmp_path):
+    with pytest.raises(ValueError, match="unknown key"):
+        PipelineConfig.from_dict({"epoch": 3})
+    with pytest.raises(TypeError, match="train_pairs"):
+        PipelineConfig.from_dict({"train_pairs": "10"})
+    with pytest.raises(ValueError, match="unknown backbone"):
+        PipelineConfig(backbones="random,vggish")
+    with pytest.raises(ValueError, match="kumar2018_weights"):
+        PipelineConfig(backbones="kumar2018")
+    with pytest.raises(FileNotFoundError, match="nowhere.pkl"):
+        PipelineConfig(kumar2018_weights=str(tmp_path / "nowhere.pkl"))
+    with pytest.raises(ValueError, match="speed_pairs"):
+        PipelineConfig(speed_pairs=-1)
+    with pytest.raises(ValueError, match="at least one"):
+        PipelineConfig(backbones=" , ")
+    with pytest.raises(ValueError, match="max_segments|at least"):
+        PipelineConfig(epochs=0)
+
+
+def test_backbones_in_order_kumar_joins_with_weights_and_paths_follow_the_data_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUSIL_DATA", str(tmp_path))
+    weights = tmp_path / "mx.pkl"
+    weights.write_bytes(b"stand-in")
+    config = PipelineConfig(profile="ci", backbones="selfsup, random,selfsup", kumar2018_weights=str(weights))
+    assert config.backbone_names == ("selfsup", "random", "kumar2018")
+    assert config.benchmark_root == tmp_path / "davr-mini" / "ci"
+    assert config.store_dir("random") == tmp_path / "features" / "davr-mini-ci" / "random"
+    assert config.model_dir("selfsup") == tmp_path / "models" / "ci" / "ausil-selfsup"
+    assert PipelineConfig(profile="x", models_dir=str(tmp_path / "m")).selfsup_dir == tmp_path / "m" / "selfsup"
+
+
+@pytest.fixture(scope="module")
+def benchmark(tmp_path_factory):
+    """A DAVR-mini built from generated warbling tones: two packages of four 30-s tracks (one of each
+    package trains), two queries with three positives and one hard negative each."""
+    base = tmp_path_factory.mktemp("pipeline")
+    rng = np.random.default_rng(5)
+    for package in ("alpha", "beta"):
+        for i in range(4):
+            t = np.arange(30 * 16_000) / 16_000
+            f0 = rng.uniform(200, 800)
+            wave = np.sin(2 * np.pi * f0 * t * (1 + 0.1 * np.sin(t))) * (0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.5, 3) * t))
+            write_media(base / "src" / package / f"track{i}.flac", (0.4 * wave).astype(np.float32), 16_000)
+    config = D.DavrMiniConfig(n_queries=2, n_database=10, query_s=(8.0, 9.0), distractor_s=(8.0, 9.0),
+                              positives_per_query=3, hard_negatives_per_query=1, families=("gain", "speed", "crop"))
+    D.build_davr_mini("test", 3, root=base / "bench", source_dirs=[base / "src"], include_default=False,
+                      config=config, workers=1)
+    return base
+
+
+def tiny_config(base, **changes) -> PipelineConfig:
+    values = dict(
+        profile="test", device="cpu", benchmark_dir=str(base / "bench"), features_dir=str(base / "features"),
+        models_dir=str(base / "models"), backbones="random,selfsup", workers=0,
+        selfsup_epochs=1, selfsup_steps=2, selfsup_batch_size=4, selfsup_clip_s=20.0,
+        train_pairs=4, train_negatives=3, train_clip_s=6.0, speed_pairs=2, epochs=2, batch_size=4, hard_pool=3,
+    )
+    return PipelineConfig.from_dict({**values, **changes})
+
+
+@pytest.mark.slow
+def test_train_all_then_a_rerun_reuses_everything_and_more_epochs_resume(benchmark):
+    config = tiny_config(benchmark)
+    first = train_all(config, log=None, progress=False)
+    bench = D.load_davr_mini(config.benchmark_root)
+    assert first.selfsup_weights.is_file() and first.selfsup_weights.name.startswith("backbone-")
+    assert len(read_selfsup_loss(config.selfsup_dir).query("split == 'probe'")) == 2  # before and after epoch 1
+    for backbone in ("random", "selfsup"):
+        run = first.runs[backbone]
+        assert set(run.store.ids()) == set(bench.queries()) | set(bench.database())
+        assert run.store.load(bench.queries()[0]).shape[1] == 2528
+        assert list(run.curve["epoch"]) == [1, 2] and np.isfinite(run.curve["loss"]).all()
+        assert run.triplets["pairs"] == 4 + 2 and run.triplets["negatives"] == 4 + 3 + 2  # anchors are negatives too
+        assert run.triplets["families"]["speed"] >= 2 and run.triplets["speed_pairs"] >= 2
+        model = load_model(run.model_dir, "cpu")
+        q, c = bench.queries()[0], bench.relevant(bench.queries()[0]).pop()
+        assert -1.0 <= model.similarity(run.store.load(q), run.store.load(c)) <= 1.0
+    assert first.runs["selfsup"].extraction.weights == str(first.selfsup_weights)
+    assert not np.allclose(first.runs["random"].store.load(q), first.runs["selfsup"].store.load(q))
+
+    triplet_files = sorted(config.model_dir("random").glob("triplets-*.npz"))
+    stamps = [p.stat().st_mtime_ns for p in triplet_files]
+    again = train_all(config, log=None, progress=False)
+    assert again.selfsup_weights == first.selfsup_weights
+    for backbone in ("random", "selfsup"):
+        assert again.runs[backbone].extraction_summary.extracted == 0
+        assert again.runs[backbone].curve.equals(first.runs[backbone].curve)
+    assert [p.stat().st_mtime_ns for p in sorted(config.model_dir("random").glob("triplets-*.npz"))] == stamps
+
+    longer = dataclasses.replace(config, backbones="random", epochs=3)
+    resumed = train_all(longer, log=None, progress=False).runs["random"].curve
+    assert list(resumed["epoch"]) == [1, 2, 3]
+    assert resumed.iloc[:2].equals(first.runs["random"].curve)
+    assert read_learning_curve(config.model_dir("random")).equals(resumed)
+
+
+@pytest.mark.slow
+def test_other_training_settings_train_anew_keeping_the_old_model_and_another_store_is_refused(benchmark):
+    config = tiny_config(benchmark, models_dir=str(benchmark / "models-b"), backbones="random")
+    train_all(config, log=None, progress=False)
+    old = read_provenance(config.model_dir("random"))
+    messages = []
+    train_all(dataclasses.replace(config, margin=0.3), log=messages.append, progress=False)  # a profile edit
+    assert read_provenance(config.model_dir("random"))["config"]["margin"] == 0.3
+    kept = sorted(config.models_root.glob("ausil-random.replaced-*"))
+    assert len(kept) == 1 and read_provenance(kept[0]) == old
+    assert any("moved to" in m and "ausil-random" in m for m in messages)
+    with pytest.raises(ValueError, match="checkpoint.pt: made with"):  # training itself still refuses to mix runs
+        train(load_triplet_source(next(config.model_dir("random").glob("triplets-*.npz"))),
+              dataclasses.replace(config.training_config(), margin=0.1), config.model_dir("random"), progress=False)
+    ids = set(FeatureStore(config.store_dir("random")).ids())
+    with pytest.raises(StoreError, match="made with"):  # the store itself still refuses other descriptors
+        FeatureStore(config.store_dir("random")).bind(dataclasses.replace(
+            train_all(config, log=None, progress=False).runs["random"].extraction, seed=1))
+    reseeded = train_all(dataclasses.replace(config, seed=1), log=messages.append, progress=False).runs["random"]
+    assert reseeded.extraction.seed == 1 and reseeded.extraction_summary.extracted == len(ids)
+    kept_stores = sorted(config.features_root.glob("random.replaced-*"))
+    assert len(kept_stores) == 1 and set(FeatureStore(kept_stores[0]).ids()) == ids  # set aside, not lost
+
+
+@pytest.mark.slow
+def test_other_selfsup_settings_set_the_backbone_and_its_descriptors_aside(benchmark):
+    config = tiny_config(benchmark, models_dir=str(benchmark / "models-c"), features_dir=str(benchmark / "features-c"),
+                         backbones="selfsup")
+    first = train_all(config, log=None, progress=False)
+    messages = []
+    second = train_all(dataclasses.replace(config, selfsup_steps=3), log=messages.append, progress=False)
+    assert second.selfsup_weights != first.selfsup_weights
+    assert len(read_selfsup_loss(config.selfsup_dir).query("split == 'train'")) == 3
+    kept = sorted(config.models_root.glob("selfsup.replaced-*"))
+    assert len(kept) == 1 and (kept[0] / first.selfsup_weights.name).is_file()
+    for store in ("selfsup", "selfsup-speeds"):
+        assert len(sorted(config.features_root.glob(f"{store}.replaced-*"))) == 1
+        assert FeatureStore(config.store_dir(store)).mismatch(second.runs["selfsup"].extraction) is None
+    assert second.runs["selfsup"].extraction_summary.extracted == len(first.runs["selfsup"].store.ids())
+    assert any("selfsup/checkpoint.pt: made with other settings ['steps_per_epoch']" in m for m in messages)
+
+
+@pytest.mark.slow
+def test_a_benchmark_with_missing_media_is_refused_before_extraction(benchmark, tmp_path):
+    import shutil
+
+    copy = tmp_path / "bench"
+    shutil.copytree(benchmark / "bench", copy)
+    victim = sorted((copy / "media").iterdir())[0]
+    victim.unlink()
+    config = tiny_config(benchmark, benchmark_dir=str(copy), features_dir=str(tmp_path / "features"), backbones="random")
+    with pytest.raises(FileNotFoundError, match=f"1 videos have no media \\(e.g. {victim.stem}\\)"):
+        train_all(config, log=None, progress=False)
+    assert not (tmp_path / "features" / "random").exists()

@@ -24,9 +24,10 @@ import hashlib
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,7 @@ from ausil_lite.config import config_from_dict, git_commit
 from ausil_lite.descriptors.attention import AttentionWeighting
 from ausil_lite.descriptors.audio import peak_normalise
 from ausil_lite.descriptors.whitening import PCAWhitening
+from ausil_lite.errors import SilentAudioError
 from ausil_lite.similarity.comparator import pooled_size
 from ausil_lite.similarity.matrix import pad_sequences
 from ausil_lite.similarity.model import MIN_QUERY_SEGMENTS, WHITENING_FILE, AuSiL, repeat_short
@@ -148,6 +150,22 @@ def load_triplet_source(path: str | Path) -> TripletSource:
     return TripletSource(pairs, videos[n:], *groups)
 
 
+Drawn = TypeVar("Drawn")
+SILENT_REDRAWS = 50
+"""Draws of one clip before :func:`redraw_silent` gives up: a pause is drawn again, a silent pool is an error."""
+
+
+def redraw_silent(draw: Callable[[], Drawn]) -> Drawn:
+    """``draw()``, called again (from the same generator, so runs stay reproducible) while it raises
+    :class:`SilentAudioError`: a random window of a sound effect can fall in a pause."""
+    for _ in range(SILENT_REDRAWS - 1):
+        try:
+            return draw()
+        except SilentAudioError:
+            continue
+    return draw()
+
+
 def triplet_source_from_pool(
     pool, extractor, pairs: int, negatives: int, duration_s: float, seed: int, families: Sequence[str] | None = None,
     progress: bool = False,
@@ -160,7 +178,8 @@ def triplet_source_from_pool(
     whose track has siblings (renders of one score), the same moment of a sibling: the hardest negative,
     the same music in another recording. Groups (source track ids) keep a clip from being the negative
     of an anchor cut from the same track. Returns the source and the transformation record of each pair.
-    ``progress`` shows a bar of clips drawn (minutes of silence would look like a stuck study on a slow machine).
+    A clip silent throughout (a pause in a sound effect) is drawn again (:func:`redraw_silent`). ``progress``
+    shows a bar of clips drawn (minutes of silence would look like a stuck study on a slow machine).
     """
     rng = np.random.default_rng(seed)
     bar = tqdm(total=pairs + negatives, desc="triplet clips", unit="clip", disable=not progress, leave=False,
@@ -168,9 +187,13 @@ def triplet_source_from_pool(
     kwargs = {} if families is None else {"families": families}
     pair_list, records, anchor_groups, siblings, sibling_groups = [], [], [], [], []
     for _ in range(pairs):
-        anchor, positive, params = pool.draw_pair(rng, duration_s, **kwargs)
-        pair_list.append((extractor.from_waveform(peak_normalise(anchor.samples, f"{anchor.track}@{anchor.start_s}s")),
-                          extractor.from_waveform(peak_normalise(positive, f"{anchor.track}@{anchor.start_s}s+{params['family']}"))))
+        def draw_pair():
+            anchor, positive, params = pool.draw_pair(rng, duration_s, **kwargs)
+            where = f"{anchor.track}@{anchor.start_s}s"
+            return anchor, peak_normalise(anchor.samples, where), peak_normalise(positive, f"{where}+{params['family']}"), params
+
+        anchor, anchor_wave, positive_wave, params = redraw_silent(draw_pair)
+        pair_list.append((extractor.from_waveform(anchor_wave), extractor.from_waveform(positive_wave)))
         records.append({"track": anchor.track, "start_s": anchor.start_s, **params})
         anchor_groups.append(anchor.track)
         if (sibling := pool.draw_sibling(rng, anchor)) is not None:  # the same music, another recording
@@ -179,8 +202,12 @@ def triplet_source_from_pool(
         bar.update()
     negative_list, negative_groups = [a for a, _ in pair_list] + siblings, anchor_groups + sibling_groups
     for _ in range(negatives):
-        clip = pool.draw_clip(rng, duration_s)
-        negative_list.append(extractor.from_waveform(peak_normalise(clip.samples, f"{clip.track}@{clip.start_s}s")))
+        def draw_clip():
+            clip = pool.draw_clip(rng, duration_s)
+            return clip, peak_normalise(clip.samples, f"{clip.track}@{clip.start_s}s")
+
+        clip, wave = redraw_silent(draw_clip)
+        negative_list.append(extractor.from_waveform(wave))
         negative_groups.append(clip.track)
         bar.update()
     bar.close()

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from ausil_lite.config import config_from_dict
 from ausil_lite.datasets import transforms as T
@@ -41,6 +42,7 @@ from ausil_lite.descriptors.extraction import BACKBONES, ExtractionConfig, Featu
 from ausil_lite.descriptors.speeds import extract_speed_variants, speed_grid
 from ausil_lite.descriptors.store import ExtractionSummary, FeatureStore, extract_videos
 from ausil_lite.digests import file_digest
+from ausil_lite.errors import SilentAudioError
 from ausil_lite.learning.selfsup import SelfSupConfig, train_selfsup
 from ausil_lite.learning.selfsup import checkpoint_mismatch as selfsup_mismatch
 from ausil_lite.learning.triplets import (
@@ -179,7 +181,7 @@ def train_backbone(config: PipelineConfig, log: Log | None = print) -> Path:
     ones that made existing descriptors (the store refuses another ``weights`` path). A run made with
     other settings (a profile edit) is set aside, not resumed or deleted.
     """
-    clips = training_clips(TrainingPool.from_benchmark(config.benchmark_root), config.selfsup_clip_s)
+    clips = training_clips(TrainingPool.from_benchmark(config.benchmark_root), config.selfsup_clip_s, log is not None)
     selfsup = config.selfsup_config()
     if (mismatch := selfsup_mismatch(config.selfsup_dir, selfsup, list(clips))) is not None:
         set_aside(config.selfsup_dir, mismatch, log)  # the profile's selfsup settings changed
@@ -192,16 +194,21 @@ def train_backbone(config: PipelineConfig, log: Log | None = print) -> Path:
     return snapshot
 
 
-def training_clips(pool: TrainingPool, clip_s: float) -> dict[str, np.ndarray]:
+def training_clips(pool: TrainingPool, clip_s: float, progress: bool = True) -> dict[str, np.ndarray]:
     """The middle ``clip_s`` seconds of each training track, peak-normalised (id -> 44.1 kHz mono).
 
-    Only the window is decoded (the music tracks run to several minutes), which keeps a short run short.
+    Only the window is decoded (the music tracks run to several minutes), which keeps a short run short;
+    a corpus of a thousand tracks still takes minutes, so a bar counts them. A track whose window is silent
+    (a sound effect with a long pause in its middle) is left out and named, so the rest still train.
     """
     clips = {}
-    for track in pool.tracks:
+    for track in tqdm(pool.tracks, desc="training clips", unit="track", disable=not progress):
         length = min(clip_s, track.duration_s)
         start = round(max(track.duration_s - length, 0.0) / 2, 3)
-        clips[track.id] = peak_normalise(read_window(track.path, start, length, SAMPLE_RATE), track.path)
+        try:
+            clips[track.id] = peak_normalise(read_window(track.path, start, length, SAMPLE_RATE), track.path)
+        except SilentAudioError as exc:
+            tqdm.write(f"training clips: left out {track.id}: {exc} from {start:g} s for {length:g} s")
     return clips
 
 

@@ -7,13 +7,16 @@ import pandas as pd
 import pytest
 import torch
 
+from ausil_lite.errors import SilentAudioError
 from ausil_lite.learning.triplets import (
     CHECKPOINT_FILE,
     CURVE_FILE,
+    SILENT_REDRAWS,
     TrainingConfig,
     TripletSource,
     load_triplet_source,
     mine_hard_negatives,
+    redraw_silent,
     save_triplet_source,
     similarity_regularisation,
     train,
@@ -145,3 +148,24 @@ def test_source_from_real_training_pool_with_transforms(tmp_path, capsys):
     assert {r["family"] for r in records} <= {"speed", "noise"}
     assert source.pairs[0][0].shape[1] == 2528
     assert source.allowed_negatives()[0, 0] == False  # noqa: E712 - an anchor is never its own negative
+
+
+def test_a_silent_draw_is_drawn_again_and_a_silent_pool_is_an_error():
+    outcomes = iter([SilentAudioError("a.ogg", "peak 0"), SilentAudioError("b.ogg", "peak 0"), "clip"])
+
+    def draw():
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    assert redraw_silent(draw) == "clip"
+    calls = []
+
+    def silent():
+        calls.append(1)
+        raise SilentAudioError("pause.ogg", "peak 0")
+
+    with pytest.raises(SilentAudioError, match="pause.ogg"):
+        redraw_silent(silent)
+    assert len(calls) == SILENT_REDRAWS

@@ -9,11 +9,12 @@ import pytest
 
 from ausil_lite.datasets import davr_mini as D
 from ausil_lite.datasets.media import write_media
+from ausil_lite.datasets.training import TrainingPool, TrainingTrack
 from ausil_lite.descriptors.store import FeatureStore, StoreError
 from ausil_lite.learning.triplets import load_triplet_source, train
 from ausil_lite.similarity import load_model
 from ausil_lite.similarity.model import read_provenance
-from ausil_lite.study.pipeline import PipelineConfig, read_learning_curve, read_selfsup_loss, train_all
+from ausil_lite.study.pipeline import PipelineConfig, read_learning_curve, read_selfsup_loss, train_all, training_clips
 
 
 def test_config_rejects_unknown_keys_bad_backbones_and_missing_weights(tmp_path):
@@ -166,3 +167,14 @@ def test_a_benchmark_with_missing_media_is_refused_before_extraction(benchmark, 
     with pytest.raises(FileNotFoundError, match=f"1 videos have no media \\(e.g. {victim.stem}\\)"):
         train_all(config, log=None, progress=False)
     assert not (tmp_path / "features" / "random").exists()
+
+
+def test_a_track_whose_clip_is_silent_is_left_out_and_the_rest_still_load(tmp_path, capsys):
+    rate = 44_100
+    tone = (0.5 * np.sin(2 * np.pi * 440 * np.arange(5 * rate) / rate)).astype(np.float32)
+    paused = np.concatenate([tone, np.zeros(20 * rate, np.float32), tone])  # a sound effect with a long pause
+    tracks = [TrainingTrack("paused", write_media(tmp_path / "paused.wav", paused, rate), 30.0),
+              TrainingTrack("tone", write_media(tmp_path / "tone.wav", np.tile(tone, 6), rate), 30.0)]
+    clips = training_clips(TrainingPool(tracks), clip_s=10.0, progress=False)
+    assert list(clips) == ["tone"] and clips["tone"].size == 10 * rate
+    assert "left out paused" in capsys.readouterr().out

@@ -1,10 +1,12 @@
 """The released model on audio it never trained on: DAVR-unseen, every method, per family, and the targets.
 
     python benchmarks/released_model.py [--version ausil-lite-v1] [--ci-models DATA/models/ci] [--float32] [--write-card]
+                                        [--compare ausil-lite-v0 ...]
 
 Builds DAVR-unseen (profile ci: 100 queries, 1,200 videos from packages outside the training corpus) when it is
 not built yet, extracts its descriptors with the released model and with the random backbone (and with the
-study's ci self-supervised backbone when that run is on this machine), plays every query at the 11 speeds of
+study's ci self-supervised backbone when that run is on this machine, and with every other shipped version, so
+the card shows what a version's larger corpus bought), plays every query at the 11 speeds of
 ``query --speeds 10``, scores every method of the results chapters (:mod:`ausil_lite.study.method_scores`), and prints
 
 * one row per method: mAP (FIVR protocol, ``keep``), speed-changed mAP, and mAP per transformation family;
@@ -35,7 +37,7 @@ from ausil_lite.descriptors.speeds import extract_speed_variants, model_variant_
 from ausil_lite.descriptors.store import FeatureStore, extract_videos
 from ausil_lite.evaluation.breakdown import breakdown_table
 from ausil_lite.evaluation.protocol import evaluate_benchmark
-from ausil_lite.models.released import RELEASED_VERSION, version_dir, weights_stamp
+from ausil_lite.models.released import RELEASED_VERSION, available_versions, version_dir, weights_stamp
 from ausil_lite.paths import data_root
 from ausil_lite.study.method_scores import SPEEDS_SUFFIX, Method, score_method
 from ausil_lite.study.results_chapters import speed_changed_maps, target_checks
@@ -98,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--float32", action="store_true",
                         help="also score the float32 weights the release was exported from (when on this machine)")
     parser.add_argument("--write-card", action="store_true", help="write the table into the model's card folder")
+    parser.add_argument("--compare", nargs="*", default=None, metavar="VERSION",
+                        help="other shipped versions scored beside it (default: every other one in the package)")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -118,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
                     for m in ausil_methods(f"{args.version}-float32", store32, variants32, source[1], "selfsup")]
     elif args.float32:
         print(f"--float32: the weights {args.version} was exported from are not on this machine", flush=True)
+    others = [v for v in available_versions() if v != args.version] if args.compare is None else args.compare
+    for other in others:  # an earlier version on the same benchmark: what the later one's training bought
+        store, variants = extract(bench, features / other, ExtractionConfig(backbone="released", model_version=other), True)
+        methods += ausil_methods(other, store, variants, version_dir(other), "released")
     if (ci := ci_model(args.ci_models)) is not None:
         store, variants = extract(bench, features / "ci-selfsup", ci[0], True)
         methods += ausil_methods("ci", store, variants, ci[1], "selfsup")

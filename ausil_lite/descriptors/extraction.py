@@ -102,8 +102,10 @@ def describe_extraction(config: Mapping[str, Any]) -> str:
 
 
 KEEP_SECONDS = 300.0
-"""Audio up to this long keeps its first read's samples (53 MB at most), so only longer files are decoded
-twice: reading twice made extraction of ordinary clips about a third slower."""
+"""Audio up to this long keeps its first read's mel power frames (13 MB at most), so only longer files are
+decoded twice (reading twice made extraction of ordinary clips about a third slower), and the mel the scan
+computed anyway is not computed again: in a decode worker, that moves the whole front end off the process
+that runs the network."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,9 @@ class AudioScan:
     samples: int  # at the analysis rate (44.1 kHz)
     peak: float  # largest absolute sample, which peak normalisation divides by
     max_power: float  # largest mel power of the normalised signal: the dB floor sits 80 dB below it
-    waveform: np.ndarray | None = None  # the raw samples, kept for audio of at most KEEP_SECONDS
+    # the raw signal's mel power frames (frames, 128), kept for audio of at most KEEP_SECONDS: mel power is
+    # quadratic in the samples, so the normalised signal's frames are these over peak squared
+    mel_power: np.ndarray | None = None
 
     @property
     def seconds(self) -> float:
@@ -127,38 +131,40 @@ def scan_audio(path: str | Path) -> AudioScan:
     that was survived is reported here, as a :class:`CorruptStreamWarning`, and not again.
     """
     seen = {"samples": 0, "peak": 0.0}
-    kept: list[np.ndarray] = []  # emptied for good once the audio passes KEEP_SECONDS
+    limit = KEEP_SECONDS * SAMPLE_RATE
 
     def waveform() -> Iterator[torch.Tensor]:
         for chunk in stream_audio(path):
             seen["samples"] += len(chunk)
             seen["peak"] = max(seen["peak"], float(np.max(np.abs(chunk))) if len(chunk) else 0.0)
-            if seen["samples"] <= KEEP_SECONDS * SAMPLE_RATE:
-                kept.append(chunk)
-            else:
-                kept.clear()
             yield torch.from_numpy(chunk)
 
-    raw_power = max(float(frames.max()) for frames in mel_power_chunks(waveform()))
+    raw_power, kept = 0.0, []  # kept is emptied for good once the audio passes KEEP_SECONDS
+    for frames in mel_power_chunks(waveform()):
+        raw_power = max(raw_power, float(frames.max()))
+        if seen["samples"] <= limit:
+            kept.append(frames.numpy())
+        else:
+            kept.clear()
     peak = audible_peak(seen["peak"], path)
-    samples = np.concatenate(kept) if kept else None
-    return AudioScan(seen["samples"], peak, raw_power / peak / peak, samples)
+    mel_power = np.concatenate(kept) if kept and seen["samples"] <= limit else None
+    return AudioScan(seen["samples"], peak, raw_power / peak / peak, mel_power)
 
 
-def _array_chunks(samples: np.ndarray) -> Iterator[np.ndarray]:
-    """``samples`` in consecutive slices of :data:`CHUNK_SAMPLES` (one empty slice for an empty array), as a
-    decoded file arrives, so arrays and files take the same streamed path."""
-    return (samples[i : i + CHUNK_SAMPLES] for i in range(0, max(len(samples), 1), CHUNK_SAMPLES))
+POWER_ROWS = 8192
+"""Mel power frames converted to dB and cut into segments at a time (95 s of audio, 4 MB)."""
+
+
+def _array_chunks(samples: np.ndarray, size: int | None = None) -> Iterator[np.ndarray]:
+    """``samples`` in consecutive slices of ``size`` rows (default :data:`CHUNK_SAMPLES`; one empty slice for an
+    empty array), as a decoded file arrives, so arrays and files take the same streamed path."""
+    size = size or CHUNK_SAMPLES
+    return (samples[i : i + size] for i in range(0, max(len(samples), 1), size))
 
 
 def _normalised(path: str | Path, scan: AudioScan) -> Iterator[np.ndarray]:
-    """``path``'s chunks peak-normalised, as :func:`~ausil_lite.descriptors.audio.load_audio` scales the whole signal:
-    the samples ``scan`` kept, or else a second read; a file that no longer gives what ``scan`` read is an
-    error, not other descriptors."""
-    if scan.waveform is not None:
-        for chunk in _array_chunks(scan.waveform):
-            yield (chunk / scan.peak).astype(np.float32, copy=False)
-        return
+    """``path``'s chunks peak-normalised, as :func:`~ausil_lite.descriptors.audio.load_audio` scales the whole signal,
+    from a second read; a file that no longer gives what ``scan`` read is an error, not other descriptors."""
     samples = 0
     for chunk in stream_audio(path, warn=False):
         samples += len(chunk)
@@ -192,13 +198,21 @@ class FeatureExtractor:
         ``scan`` is the file's :func:`scan_audio`, when a decode worker has made it already.
         """
         scan = scan_audio(path) if scan is None else scan
+        if scan.mel_power is not None:  # the scan's frames, scaled as normalising the samples scales them
+            scale = 1.0 / (scan.peak * scan.peak)
+            powers = (torch.as_tensor(p, device=self.device) * scale for p in _array_chunks(scan.mel_power, POWER_ROWS))
+            return self._from_powers(powers, scan.max_power)
         return self._descriptors(_normalised(path, scan), scan.max_power, SAMPLE_RATE)
 
-    @torch.inference_mode()
     def _descriptors(self, chunks: Iterable[np.ndarray], max_power: float, sample_rate: int) -> np.ndarray:
         """Descriptors of a normalised waveform given in chunks, whose mel power peaks at ``max_power``."""
         waveform = (torch.as_tensor(c, device=self.device) for c in chunks)
-        frames = (power_to_db(p, max_power=max_power) for p in mel_power_chunks(waveform, sample_rate))
+        return self._from_powers(mel_power_chunks(waveform, sample_rate), max_power)
+
+    @torch.inference_mode()
+    def _from_powers(self, powers: Iterable[torch.Tensor], max_power: float) -> np.ndarray:
+        """Descriptors of a normalised signal's mel power frames, given in chunks, which peak at ``max_power``."""
+        frames = (power_to_db(p, max_power=max_power) for p in powers)
         parts = [
             mac_descriptors(self.model, batch, self.config.batch_size, self.mac).float().cpu()
             for batch in segment_batches(frames, self.config.batch_size)

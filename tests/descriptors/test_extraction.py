@@ -89,7 +89,7 @@ def test_only_long_files_are_read_twice(make_media, monkeypatch):
     monkeypatch.setattr(features, "KEEP_SECONDS", 3.0)
     extractor = FeatureExtractor(ExtractionConfig(device="cpu"))
     short, long = make_media("short.wav", noise(2.5)), make_media("long.wav", noise(4.0))
-    assert scan_audio(short).waveform is not None and scan_audio(long).waveform is None
+    assert scan_audio(short).mel_power is not None and scan_audio(long).mel_power is None
     reads.clear()
     extractor.from_file(short)
     extractor.from_file(long)
@@ -98,6 +98,6 @@ def test_only_long_files_are_read_twice(make_media, monkeypatch):
 
 def test_a_file_changed_between_its_two_reads_is_an_error(make_media):
     path = make_media("a.wav", noise(2.0))
-    stale = dataclasses.replace(scan_audio(path), samples=3 * 44_100, waveform=None)
+    stale = dataclasses.replace(scan_audio(path), samples=3 * 44_100, mel_power=None)
     with pytest.raises(CorruptStreamError, match="changed while it was read"):
         FeatureExtractor(ExtractionConfig(device="cpu")).from_file(path, stale)

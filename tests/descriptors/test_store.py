@@ -80,7 +80,8 @@ def test_extractor_from_file_equals_from_waveform(videos):
 
     extractor = FeatureExtractor(ExtractionConfig(device="cpu"))
     path = videos[0][1]
-    assert np.allclose(extractor.from_file(path), extractor.from_waveform(load_audio(path)))
+    # the file's path scales the scan's mel power, the array's path the samples: equal to float rounding
+    np.testing.assert_allclose(extractor.from_file(path), extractor.from_waveform(load_audio(path)), rtol=0, atol=1e-5)
 
 
 def test_a_source_changed_after_extraction_is_extracted_again(videos, tmp_path):

@@ -6,7 +6,7 @@ Every stage streams: audio arrives in chunks of ~20 s and the backbone reads a b
 time, so memory does not grow with a recording's length. Two numbers depend on the whole signal, the
 peak that normalisation divides by and the loudest mel cell the 80 dB floor hangs from, so a long file
 is read twice: :func:`scan_audio` finds them, then the second read makes the descriptors. A short file
-(most videos) keeps its samples from the first read, so it is decoded once.
+(most videos) keeps the first read's mel power frames, so it is decoded, resampled and transformed once.
 """
 
 from __future__ import annotations

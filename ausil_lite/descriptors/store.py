@@ -230,8 +230,8 @@ class ExtractionSummary:
 
 
 def _scan(path: str) -> tuple[AudioScan, str]:
-    """Worker job: the file's first read (a few numbers, and the samples of a file up to KEEP_SECONDS) and any
-    recovery warning (as text)."""
+    """Worker job: the file's first read (a few numbers, and the mel power frames of a file up to KEEP_SECONDS)
+    and any recovery warning (as text)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         scan = scan_audio(path)

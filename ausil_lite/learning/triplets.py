@@ -185,27 +185,31 @@ def triplet_source_from_pool(
     bar = tqdm(total=pairs + negatives, desc="triplet clips", unit="clip", disable=not progress, leave=False,
                file=sys.stderr)
     kwargs = {} if families is None else {"families": families}
+
+    def normalised(clip) -> np.ndarray:
+        return peak_normalise(clip.samples, f"{clip.track}@{clip.start_s}s")
+
+    def draw_pair():
+        anchor, positive, params = pool.draw_pair(rng, duration_s, **kwargs)
+        where = f"{anchor.track}@{anchor.start_s}s+{params['family']}"
+        return anchor, normalised(anchor), peak_normalise(positive, where), params
+
+    def draw_clip():
+        clip = pool.draw_clip(rng, duration_s)
+        return clip, normalised(clip)
+
     pair_list, records, anchor_groups, siblings, sibling_groups = [], [], [], [], []
     for _ in range(pairs):
-        def draw_pair():
-            anchor, positive, params = pool.draw_pair(rng, duration_s, **kwargs)
-            where = f"{anchor.track}@{anchor.start_s}s"
-            return anchor, peak_normalise(anchor.samples, where), peak_normalise(positive, f"{where}+{params['family']}"), params
-
         anchor, anchor_wave, positive_wave, params = redraw_silent(draw_pair)
         pair_list.append((extractor.from_waveform(anchor_wave), extractor.from_waveform(positive_wave)))
         records.append({"track": anchor.track, "start_s": anchor.start_s, **params})
         anchor_groups.append(anchor.track)
         if (sibling := pool.draw_sibling(rng, anchor)) is not None:  # the same music, another recording
-            siblings.append(extractor.from_waveform(peak_normalise(sibling.samples, f"{sibling.track}@{sibling.start_s}s")))
+            siblings.append(extractor.from_waveform(normalised(sibling)))
             sibling_groups.append(sibling.track)
         bar.update()
     negative_list, negative_groups = [a for a, _ in pair_list] + siblings, anchor_groups + sibling_groups
     for _ in range(negatives):
-        def draw_clip():
-            clip = pool.draw_clip(rng, duration_s)
-            return clip, peak_normalise(clip.samples, f"{clip.track}@{clip.start_s}s")
-
         clip, wave = redraw_silent(draw_clip)
         negative_list.append(extractor.from_waveform(wave))
         negative_groups.append(clip.track)

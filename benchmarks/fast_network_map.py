@@ -27,7 +27,7 @@ from ausil_lite.descriptors.speeds import extract_speed_variants, model_variant_
 from ausil_lite.descriptors.store import FeatureStore, extract_videos
 from ausil_lite.evaluation.breakdown import breakdown_table
 from ausil_lite.evaluation.protocol import evaluate_benchmark, read_similarities
-from ausil_lite.models.released import RELEASED_VERSION, version_dir
+from ausil_lite.models.released import CARD_DIR, FAST_NETWORK_TABLE, RELEASED_VERSION, version_dir
 from ausil_lite.paths import data_root
 from ausil_lite.study.method_scores import SPEEDS_SUFFIX, Method, score_method
 from ausil_lite.study.results_chapters import speed_changed_maps
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.precision} {'qualifies' if verdict else 'does not qualify'} as the CPU default")
     table.round(4).to_csv(output / f"{name}-vs-full.csv")
     if args.write_card:
-        table.round(4).to_csv(model_dir / "card" / "fast_network.csv")
+        table.round(4).to_csv(model_dir / CARD_DIR / FAST_NETWORK_TABLE)
     return 0
 
 

@@ -37,7 +37,8 @@ from ausil_lite.descriptors.speeds import extract_speed_variants, model_variant_
 from ausil_lite.descriptors.store import FeatureStore, extract_videos
 from ausil_lite.evaluation.breakdown import breakdown_table
 from ausil_lite.evaluation.protocol import evaluate_benchmark
-from ausil_lite.models.released import RELEASED_VERSION, available_versions, version_dir, weights_stamp
+from ausil_lite.models.released import (CARD_DIR, EVALUATION_FILE, EVALUATION_TABLE, RELEASED_VERSION, TARGETS_TABLE,
+                                        available_versions, version_dir, weights_stamp)
 from ausil_lite.paths import data_root
 from ausil_lite.study.method_scores import SPEEDS_SUFFIX, Method, score_method
 from ausil_lite.study.results_chapters import speed_changed_maps, target_checks
@@ -157,11 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ntargets for {best} (baselines: {', '.join(baselines)}):")
     print(targets.to_string())
     if args.write_card:
-        card = released / "card"
+        card = released / CARD_DIR
         card.mkdir(exist_ok=True)
-        table.round(4).to_csv(card / "evaluation.csv")
-        targets.to_csv(card / "targets.csv")
-        (card / "evaluation.json").write_text(json.dumps({
+        table.round(4).to_csv(card / EVALUATION_TABLE)
+        targets.to_csv(card / TARGETS_TABLE)
+        (card / EVALUATION_FILE).write_text(json.dumps({
             "benchmark": f"davr-unseen {args.profile}", "queries": len(bench.query_ids),
             "database": len(bench.database_ids), "duplicate_pairs": sum(len(bench.relevant(q)) for q in bench.query_ids),
             "variant_penalty": model_variant_penalty(released), "measured_weights": weights_stamp(released),

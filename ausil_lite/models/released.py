@@ -47,8 +47,16 @@ MODEL_FILES = (BACKBONE_FILE, WEIGHTS_FILE, WHITENING_FILE, CONFIG_FILE)
 CARD_DIR = "card"
 EVALUATION_FILE = "evaluation.json"
 """In ``card/``: the evaluation's record (benchmark, sizes, when) with the stamp of the weights it measured."""
-CARD_EVALUATION_FILES = (EVALUATION_FILE, "evaluation.csv", "targets.csv")
+EVALUATION_TABLE = "evaluation.csv"
+"""In ``card/``: one row per method, mAP overall, on speed-changed copies and per transformation family."""
+TARGETS_TABLE = "targets.csv"
+"""In ``card/``: the released model's targets, each with its measured value and whether it is met."""
+CARD_EVALUATION_FILES = (EVALUATION_FILE, EVALUATION_TABLE, TARGETS_TABLE)
 """The card files an evaluation writes (the learning curves are the training's, written on export)."""
+CORPUS_TABLE = "corpus.csv"
+"""In ``card/``: the training corpus (package, kind, licence, tracks, hours), written when a version is exported."""
+FAST_NETWORK_TABLE = "fast_network.csv"
+"""In ``card/``: the fast (bfloat16) network's mAP beside the full network's, and whether it may be the CPU default."""
 
 
 class ReleasedModelError(InputError):

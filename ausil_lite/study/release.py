@@ -33,7 +33,7 @@ from ausil_lite.datasets.corpus import CORPUS_MANIFEST, build_corpus, corpus_tra
 from ausil_lite.datasets.renders import RENDER_MANIFEST
 from ausil_lite.learning.triplets import CURVE_FILE, load_triplet_source
 from ausil_lite.models.export import export_released_model
-from ausil_lite.models.released import CARD_DIR, CARD_EVALUATION_FILES, MODELS_ROOT, card_is_current
+from ausil_lite.models.released import CARD_DIR, CARD_EVALUATION_FILES, CORPUS_TABLE, MODELS_ROOT, card_is_current
 from ausil_lite.paths import data_root
 from ausil_lite.study.pipeline import PipelineConfig, extraction_config, train_backbone, train_model
 
@@ -46,8 +46,6 @@ RELEASE_SIZES = dict(
 whole corpus instead of 20 tracks; the ``full`` profile's triplet counts, plus 100 speed-changed pairs. The
 self-supervised clips are each track's middle 60 s: they are held in memory, and the 1,138 tracks of the
 26.6-hour corpus take 8.3 GB at 60 s against 11.6 GB at the 120 s ``ausil-lite-v1`` used on 341 tracks."""
-CORPUS_TABLE = "corpus.csv"
-"""The model card's table of the training corpus (package, kind, licence, tracks, hours), beside the weights."""
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 The methods, for each backbone ``B`` whose feature store exists:
 
-``ausil-B``      the trained AuSiL-lite model ``models/<profile>/ausil-B/`` on the store's descriptors
+``ausil-B``      the trained AuSiL-lite model ``models/<profile>/ausil-B/`` on the store's descriptors (for
+                 ``B = released``, the network shipped with the version the store was made with)
 ``ausil-B-speeds`` the same model, each query also played at the speeds of :mod:`ausil_lite.descriptors.speeds`
                  (when ``B-speeds/`` holds their descriptors); a candidate's best variant counts
 ``chamfer-B``    chamfer similarity of the raw MAC descriptors (no learning)
@@ -51,6 +52,7 @@ from ausil_lite.descriptors.store import FeatureStore
 from ausil_lite.digests import file_digest
 from ausil_lite.errors import AudioError
 from ausil_lite.evaluation.protocol import read_similarities, write_similarities
+from ausil_lite.models.released import ReleasedModelError, version_dir
 from ausil_lite.paths import REPO_ROOT
 from ausil_lite.similarity.matrix import pad_sequences
 from ausil_lite.similarity.model import (
@@ -149,6 +151,21 @@ def _same_descriptors(model_dir: Path, store_dir: Path) -> str | None:
     return None
 
 
+def _ausil_model(backbone: str, models_root: Path, store_dir: Path) -> tuple[Path, str | None]:
+    """The AuSiL network that scores a store's descriptors and why it cannot (None when it can): the one the
+    training chapter wrote for ``backbone``, or for the released backbone the network shipped with the version
+    the store was made with."""
+    model_dir = models_root / f"ausil-{backbone}"
+    if backbone == "released":
+        try:
+            model_dir = version_dir(store_extraction(store_dir).model_version)
+        except ReleasedModelError as exc:  # a store of a version this copy no longer ships
+            return model_dir, str(exc)
+    if not all((model_dir / f).is_file() for f in (WEIGHTS_FILE, WHITENING_FILE, CONFIG_FILE)):
+        return model_dir, f"no trained model at {model_dir} (the training chapter writes it)"
+    return model_dir, _same_descriptors(model_dir, store_dir)
+
+
 def plan_methods(
     features_root: str | Path,
     models_root: str | Path,
@@ -160,7 +177,8 @@ def plan_methods(
     """Every method that can be scored on ``benchmark`` with what is on this machine.
 
     ``features_root/<backbone>/`` are the benchmark's feature stores, ``models_root/ausil-<backbone>/``
-    the trained models, ``cache_root/<baseline>/`` the fingerprint caches. ``backbones`` limits the
+    the trained models (the released backbone's is its version folder in the package), ``cache_root/<baseline>/``
+    the fingerprint caches. ``backbones`` limits the
     backbones (default: every store found); the media baselines need the benchmark's local media.
     """
     plan = MethodPlan()
@@ -174,19 +192,17 @@ def plan_methods(
         plan.unavailable["ausil, chamfer, pooled"] = f"no feature store under {features_root} (extract the benchmark's descriptors first)"
     for backbone in wanted:
         store_dir = features_root / backbone
-        model_dir = models_root / f"ausil-{backbone}"
-        stored = set(FeatureStore(store_dir).ids()) if (store_dir / "config.json").is_file() else set()
         names = [f"{kind}-{backbone}" for kind in DESCRIPTOR_KINDS]
+        stored = set(FeatureStore(store_dir).ids()) if (store_dir / "config.json").is_file() else set()
         if not stored & set(benchmark.query_ids):
             reason = (f"the store at {store_dir} holds none of {benchmark.name}'s queries (made for another build?)"
                       if stored else f"no descriptors of the {backbone} backbone at {store_dir}")
             for name in names:
                 plan.unavailable[name] = reason
             continue
-        if not all((model_dir / f).is_file() for f in (WEIGHTS_FILE, WHITENING_FILE, CONFIG_FILE)):
-            plan.unavailable[names[0]] = f"no trained model at {model_dir} (the training chapter writes it)"
-        elif (mismatch := _same_descriptors(model_dir, store_dir)) is not None:
-            plan.unavailable[names[0]] = mismatch
+        model_dir, reason = _ausil_model(backbone, models_root, store_dir)
+        if reason is not None:
+            plan.unavailable[names[0]] = reason
         else:
             plan.methods.append(Method(names[0], "ausil", backbone, str(store_dir), str(model_dir)))
             speeds_dir = features_root / f"{backbone}{SPEEDS_SUFFIX}"

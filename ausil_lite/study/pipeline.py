@@ -9,6 +9,10 @@ Given a built DAVR-mini (``benchmark_dir``) it
    speed changes included, and negative clips), extracts them with the same backbone, and trains
    the AuSiL network on them with hard-negative mining (``<models>/ausil-<backbone>/``).
 
+The ``released`` backbone is extracted but not trained: the package ships its network, and the results
+chapters score it beside the models trained here. Its corpus takes DAVR-mini's training tracks only, so
+the benchmark's evaluation items are as new to it as to the study's own models.
+
 Every step resumes: finished backbones, stored descriptors, triplet sources and checkpoints are
 reused when a rerun asks for the same thing, and a folder made with other settings raises, naming
 it, instead of being mixed or silently replaced. Nothing here reads the benchmark's evaluation
@@ -76,7 +80,7 @@ class PipelineConfig:
     benchmark_dir: str | None = None  # default data_root()/davr-mini/<profile>
     features_dir: str | None = None  # default data_root()/features/davr-mini-<profile>
     models_dir: str | None = None  # default data_root()/models/<profile>
-    backbones: str = "random,selfsup"  # comma-separated; "kumar2018" joins when kumar2018_weights is given
+    backbones: str = "random,selfsup,released"  # comma-separated; "kumar2018" joins when kumar2018_weights is given
     kumar2018_weights: str | None = None  # the AudioSet state dict mx-h64-1024_0d3-1.17.pkl
     workers: int = 1  # decoding processes during extraction (the backbone runs in this process)
     # self-supervised backbone (ausil_lite.learning.selfsup)
@@ -135,6 +139,11 @@ class PipelineConfig:
         if unknown:
             raise ValueError(f"unknown backbone(s) {unknown}; choose from {BACKBONES}")
         return tuple(dict.fromkeys(names))
+
+    @property
+    def trained_backbone_names(self) -> tuple[str, ...]:
+        """The backbones whose AuSiL network is trained here: all but ``released``, which ships its own."""
+        return tuple(n for n in self.backbone_names if n != "released")
 
     @property
     def benchmark_root(self) -> Path:
@@ -214,11 +223,13 @@ def training_clips(pool: TrainingPool, clip_s: float, progress: bool = True) -> 
 
 def extraction_config(config: PipelineConfig, backbone: str, selfsup_weights: str | Path | None = None) -> ExtractionConfig:
     """How descriptors are made with ``backbone`` (``selfsup`` needs the weights :func:`train_backbone` returned)."""
-    weights = {"random": None, "selfsup": selfsup_weights, "kumar2018": config.kumar2018_weights}[backbone]
+    weights = {"random": None, "released": None, "selfsup": selfsup_weights, "kumar2018": config.kumar2018_weights}[backbone]
     if backbone == "selfsup" and weights is None:
         raise ValueError("the selfsup backbone needs selfsup_weights (train_backbone's result)")
+    # the released backbone has no seed to vary; 0 is what its shipped network records it was trained on
+    seed = 0 if backbone == "released" else config.seed
     return ExtractionConfig(backbone=backbone, weights=None if weights is None else str(weights),
-                            seed=config.seed, device=config.device)
+                            seed=seed, device=config.device)
 
 
 def set_aside(folder: Path, why: str, log: Log | None = print) -> Path:
@@ -342,6 +353,8 @@ def train_model(
 ) -> tuple[AuSiL, pd.DataFrame, dict]:
     """Train (or resume, or reuse) the AuSiL network for one backbone; returns the model of the last
     epoch, its learning curve and the triplet source's description."""
+    if extraction.backbone == "released":
+        raise ValueError("the released backbone ships its trained network; train_model trains the study's own")
     source, description = triplet_source(config, extraction, log)
     folder = config.model_dir(extraction.backbone)
     if (mismatch := checkpoint_mismatch(folder, source, config.training_config())) is not None:
@@ -365,9 +378,9 @@ class BackboneRun:
     extraction: ExtractionConfig
     store: FeatureStore
     extraction_summary: ExtractionSummary
-    model_dir: Path
-    curve: pd.DataFrame
-    triplets: dict
+    model_dir: Path | None  # None for the released backbone: its network ships in the package
+    curve: pd.DataFrame | None
+    triplets: dict | None
     extract_s: float
     train_s: float
 
@@ -393,6 +406,9 @@ def train_all(config: PipelineConfig, log: Log | None = print, progress: bool = 
         store, summary = extract_benchmark(config, extraction, progress, log)
         extract_query_speeds(config, extraction, progress, log)
         extracted = time.perf_counter()
+        if backbone not in config.trained_backbone_names:
+            runs[backbone] = BackboneRun(backbone, extraction, store, summary, None, None, None, extracted - started, 0.0)
+            continue
         _, curve, triplets = train_model(config, extraction, log)
         runs[backbone] = BackboneRun(backbone, extraction, store, summary, config.model_dir(backbone), curve, triplets,
                                      extracted - started, time.perf_counter() - extracted)

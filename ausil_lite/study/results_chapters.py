@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,9 @@ from ausil_lite.descriptors.extraction import BACKBONES
 from ausil_lite.descriptors.speeds import best_over_variants
 from ausil_lite.evaluation.breakdown import breakdown, breakdown_table, changed_positives, subset_map
 from ausil_lite.evaluation.protocol import RECALL_LEVELS, evaluate_benchmark, read_similarities
-from ausil_lite.study.method_scores import KINDS, MEDIA_KINDS, ScoredMethod
+from ausil_lite.study.method_scores import KINDS, MEDIA_KINDS, SPEEDS_SUFFIX, ScoredMethod
+
+V = TypeVar("V")
 
 NOT_AVAILABLE = "not available here"
 
@@ -178,6 +181,13 @@ def penalty_sweep(
                      "speed-changed mAP": subset_map(sims, benchmark, speed_changed).mean_ap,
                      "lowest family mAP": families.min(), "lowest family": families.idxmin()})
     return pd.DataFrame(rows).set_index("penalty")
+
+
+def study_methods(methods: Mapping[str, V]) -> dict[str, V]:
+    """``methods`` by name, without those made with the released model's backbone: the models the study trains
+    itself and the baselines, which the study's targets compare (chapter 8 holds the released model to its own)."""
+    return {name: value for name, value in methods.items()
+            if not name.removesuffix(SPEEDS_SUFFIX).endswith("-released")}
 
 
 def target_checks(

@@ -77,6 +77,21 @@ def test_model_trained_on_other_descriptors_is_refused(tmp_path):
     assert "ausil-random" not in [m.name for m in plan.methods]
 
 
+def test_the_released_backbone_is_scored_by_the_network_its_store_version_ships(tmp_path, released_model):
+    fake_store(tmp_path / "features" / "released", ExtractionConfig(backbone="released"))
+    bench = toy_benchmark()
+    plan = plan_methods(tmp_path / "features", tmp_path / "models", tmp_path / "cache", bench, media_baselines=())
+    assert [m.name for m in plan.methods] == ["ausil-released", "chamfer-released", "pooled-released"]
+    assert plan.methods[0].model_dir == str(released_model)  # the package's version folder, not models_root
+    scored = score_method(plan.methods[0], bench, tmp_path / "out.json")
+    assert set(scored.similarities) == {"q1", "q2"} and scored.meta["failed"] == {}
+
+    fake_store(tmp_path / "old" / "released", ExtractionConfig(backbone="released", model_version="ausil-lite-v0"))
+    plan = plan_methods(tmp_path / "old", tmp_path / "models", tmp_path / "cache", bench, media_baselines=())
+    assert "ausil-lite-v0 is not in this copy" in plan.unavailable["ausil-released"]
+    assert [m.name for m in plan.methods] == ["chamfer-released", "pooled-released"]
+
+
 def test_store_of_another_build_is_not_used(tmp_path):
     fake_store(tmp_path / "features" / "random")
     other = Benchmark("other", {"x": {"DA": ["y"]}}, ["x"], ["y"])

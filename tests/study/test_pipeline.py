@@ -14,7 +14,16 @@ from ausil_lite.descriptors.store import FeatureStore, StoreError
 from ausil_lite.learning.triplets import load_triplet_source, train
 from ausil_lite.similarity import load_model
 from ausil_lite.similarity.model import read_provenance
-from ausil_lite.study.pipeline import PipelineConfig, read_learning_curve, read_selfsup_loss, train_all, training_clips
+from ausil_lite.models.released import RELEASED_VERSION
+from ausil_lite.study.pipeline import (
+    PipelineConfig,
+    extraction_config,
+    read_learning_curve,
+    read_selfsup_loss,
+    train_all,
+    train_model,
+    training_clips,
+)
 
 
 def test_config_rejects_unknown_keys_bad_backbones_and_missing_weights(tmp_path):
@@ -46,6 +55,17 @@ def test_backbones_in_order_kumar_joins_with_weights_and_paths_follow_the_data_r
     assert config.store_dir("random") == tmp_path / "features" / "davr-mini-ci" / "random"
     assert config.model_dir("selfsup") == tmp_path / "models" / "ci" / "ausil-selfsup"
     assert PipelineConfig(profile="x", models_dir=str(tmp_path / "m")).selfsup_dir == tmp_path / "m" / "selfsup"
+
+
+def test_the_released_backbone_is_extracted_with_its_shipped_version_and_never_trained():
+    config = PipelineConfig(backbones="random,released,selfsup", seed=3)
+    assert config.backbone_names == ("random", "released", "selfsup")
+    assert config.trained_backbone_names == ("random", "selfsup")
+    released = extraction_config(config, "released")
+    assert (released.backbone, released.weights, released.model_version) == ("released", None, RELEASED_VERSION)
+    assert released.seed == 0 and extraction_config(config, "random").seed == 3  # the seed its network records
+    with pytest.raises(ValueError, match="ships its trained network"):
+        train_model(config, released)
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +198,15 @@ def test_a_track_whose_clip_is_silent_is_left_out_and_the_rest_still_load(tmp_pa
     clips = training_clips(TrainingPool(tracks), clip_s=10.0, progress=False)
     assert list(clips) == ["tone"] and clips["tone"].size == 10 * rate
     assert "left out paused" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_train_all_extracts_the_released_backbone_beside_the_trained_ones(benchmark, released_model):
+    config = tiny_config(benchmark, features_dir=str(benchmark / "features-r"), models_dir=str(benchmark / "models-r"),
+                         backbones="released", speed_hypotheses=2)
+    run = train_all(config, log=None, progress=False).runs["released"]
+    bench = D.load_davr_mini(config.benchmark_root)
+    assert set(run.store.ids()) == set(bench.queries()) | set(bench.database())
+    assert run.model_dir is None and run.curve is None and run.train_s == 0.0
+    assert FeatureStore(config.store_dir("released-speeds")).ids()  # the queries' speed variants, for ausil-released-speeds
+    assert not config.models_root.exists()  # nothing trained, nothing written beside the study's models

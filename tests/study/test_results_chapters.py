@@ -17,6 +17,7 @@ from ausil_lite.study.results_chapters import (
     penalty_sweep,
     pr_curves,
     speed_changed_maps,
+    study_methods,
     target_checks,
 )
 
@@ -98,6 +99,12 @@ def test_target_checks_name_the_best_model_and_each_bar():
     assert best == "ausil-y" and not checks["met"].any()
     assert "speed" in checks.index[1] or "combo" in checks.index[1]  # the family where the margin is least
     assert target_checks({"landmark": PERFECT}, toy())[0] is None
+
+
+def test_the_study_targets_leave_out_the_released_models_methods():
+    methods = {name: name for name in ("ausil-selfsup", "ausil-selfsup-speeds", "ausil-released", "ausil-released-speeds",
+                                       "chamfer-released", "pooled-random", "landmark")}
+    assert list(study_methods(methods)) == ["ausil-selfsup", "ausil-selfsup-speeds", "pooled-random", "landmark"]
 
 
 def test_similarity_files_are_read_in_method_order(tmp_path):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ausil_lite.descriptors.video_list import read_video_list
 from ausil_lite.errors import InputError
 
 PRIMARY_LABEL = "DA"
@@ -203,3 +204,18 @@ def find_media(media_dir: str | Path, ids: Iterable[str]) -> dict[str, Path]:
                 raise AnnotationError(f"{media_dir}: two files for id {p.stem!r}: {found[p.stem].name}, {p.name}")
             found[p.stem] = p
     return found
+
+
+def local_media(video_list: str | Path | None, media_dir: str | Path, ids: Iterable[str], benchmark: str) -> dict[str, Path]:
+    """Where a benchmark's videos are on this machine: the files ``video_list`` names (``id path`` lines, the
+    original's format) when there is a list, else the files named ``<id>.<ext>`` in ``media_dir``.
+
+    A list that names an id the benchmark does not have raises, naming the list: it was made for another
+    benchmark or another version of it. Listed files that are not on disk are left out (``Benchmark.missing``)."""
+    if video_list is None:
+        return find_media(media_dir, ids)
+    listed = read_video_list(video_list)
+    stray = {v for v, _ in listed} - set(ids)
+    if stray:
+        raise AnnotationError(f"{video_list}: names ids that are not in {benchmark}: {_preview(stray)}")
+    return {v: p for v, p in listed if p.is_file()}

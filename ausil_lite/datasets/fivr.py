@@ -24,11 +24,10 @@ from ausil_lite.datasets.benchmark import (
     AnnotationError,
     Benchmark,
     expected_counts,
-    find_media,
+    local_media,
     read_annotation_json,
     read_id_list,
 )
-from ausil_lite.descriptors.video_list import read_video_list
 from ausil_lite.paths import REPO_ROOT, data_root
 
 MANIFEST = REPO_ROOT / "data_manifests" / "fivr200k_alpha.json"
@@ -58,15 +57,9 @@ def load_fivr200k_alpha(
     empty = [q for q in queries if not annotations[q][label]]
     if empty:
         raise AnnotationError(f"{annotation}: queries with an empty {label} list: {empty[:5]} ({len(empty)})")
-    paths = {}
-    if video_list is not None or (root / "videos.txt").is_file():
-        listed = read_video_list(Path(video_list) if video_list is not None else root / "videos.txt")
-        stray = sorted({v for v, _ in listed} - known)
-        if stray:
-            raise AnnotationError(f"video list names ids not in {ids.name}: {stray[:5]} ({len(stray)})")
-        paths = {v: p for v, p in listed if p.is_file()}
-    else:
-        paths = find_media(Path(media_dir) if media_dir is not None else root / "media", known)
+    if video_list is None and (root / "videos.txt").is_file():
+        video_list = root / "videos.txt"
+    paths = local_media(video_list, Path(media_dir) if media_dir is not None else root / "media", known, "FIVR-200K-alpha")
     notes = [f"{len(annotations) - len(queries)} of {len(annotations)} annotated queries have no {label} label"]
     expected = expected_counts(MANIFEST) if MANIFEST.is_file() else {}
     try:

@@ -26,11 +26,10 @@ from ausil_lite.datasets.benchmark import (
     AnnotationError,
     Benchmark,
     expected_counts,
-    find_media,
+    local_media,
     read_annotation_json,
     read_id_list,
 )
-from ausil_lite.descriptors.video_list import read_video_list
 from ausil_lite.paths import REPO_ROOT, data_root
 
 MANIFEST = REPO_ROOT / "data_manifests" / "svd_alpha.json"
@@ -94,14 +93,9 @@ def load_svd_alpha(
     database = labelled + sorted(set(distractors) - set(labelled))
     queries = sorted(q for q in annotations if PRIMARY_LABEL in annotations[q])
     everything = set(database) | set(queries)
-    if video_list is not None or (root / "videos.txt").is_file():
-        listed = read_video_list(Path(video_list) if video_list is not None else root / "videos.txt")
-        stray = sorted({v for v, _ in listed} - everything)
-        if stray:
-            raise AnnotationError(f"video list names ids that are not in SVD-alpha: {stray[:5]} ({len(stray)})")
-        paths = {v: p for v, p in listed if p.is_file()}
-    else:
-        paths = find_media(Path(media_dir) if media_dir is not None else root / "videos", everything)
+    if video_list is None and (root / "videos.txt").is_file():
+        video_list = root / "videos.txt"
+    paths = local_media(video_list, Path(media_dir) if media_dir is not None else root / "videos", everything, "SVD-alpha")
     notes = [
         f"database: {len(labelled)} labelled candidates + {len(database) - len(labelled)} unlabeled videos",
         "one shared database: each query also ranks other queries' labelled candidates (SVD ranks its own only)",

@@ -55,7 +55,7 @@ def test_fivr_video_list_and_stray_ids(tmp_path):
     (root / "videos.txt").write_text(f"a {tmp_path / 'v.mp4'}\nb {tmp_path / 'gone.mp4'}\n")
     assert set(load_fivr200k_alpha(root).paths) == {"a"}
     (root / "videos.txt").write_text("zz whatever.mp4\n")
-    with pytest.raises(AnnotationError, match="zz"):
+    with pytest.raises(AnnotationError, match="videos.txt: names ids that are not in FIVR-200K-alpha: zz"):
         load_fivr200k_alpha(root)
 
 
@@ -119,6 +119,17 @@ def test_svd_reader_builds_the_alpha_benchmark(tmp_path):
     assert bench.relevant("q2") == {"c"} and bench.n_pairs() == 2
     assert set(bench.paths) == {"q1", "u2"} and "q2" in bench.missing()
     assert any("pairs 2 here, 1492 expected" in line for line in bench.count_report())
+
+
+def test_svd_video_list_replaces_the_media_folder_and_refuses_stray_ids(tmp_path):
+    root = write_svd(tmp_path / "s", ["q1 a 1", "q2 c 1"], ["u1"])
+    (tmp_path / "a.mkv").write_bytes(b"x")
+    listed = tmp_path / "mine.txt"
+    listed.write_text(f"a {tmp_path / 'a.mkv'}\nu1 {tmp_path / 'gone.mp4'}\n")
+    assert load_svd_alpha(root, video_list=listed).paths == {"a": tmp_path / "a.mkv"}
+    listed.write_text("a x.mp4\nzz y.mp4\n")
+    with pytest.raises(AnnotationError, match="mine.txt: names ids that are not in SVD-alpha: zz"):
+        load_svd_alpha(root, video_list=listed)
 
 
 def test_svd_reader_accepts_fivr_shaped_json(tmp_path):

@@ -33,7 +33,14 @@ from ausil_lite.datasets.corpus import CORPUS_MANIFEST, build_corpus, corpus_tra
 from ausil_lite.datasets.renders import RENDER_MANIFEST
 from ausil_lite.learning.triplets import CURVE_FILE, load_triplet_source
 from ausil_lite.models.export import export_released_model
-from ausil_lite.models.released import CARD_DIR, CARD_EVALUATION_FILES, CORPUS_TABLE, MODELS_ROOT, card_is_current
+from ausil_lite.models.released import (
+    CARD_DIR,
+    CARD_EVALUATION_FILES,
+    CORPUS_TABLE,
+    MODELS_ROOT,
+    RELEASED_VERSION,
+    card_is_current,
+)
 from ausil_lite.paths import data_root
 from ausil_lite.study.pipeline import PipelineConfig, extraction_config, train_backbone, train_model
 
@@ -135,7 +142,8 @@ def export_release(run: ReleaseRun, report: dict, out_dir: Path | None = None) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ausil_lite.study.release", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", default="ausil-lite-v1", help="name of the exported model (default ausil-lite-v1)")
+    parser.add_argument("--version", default=RELEASED_VERSION,
+                        help=f"name of the exported model (default {RELEASED_VERSION}, the version the package ships)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="torch device (default: CUDA when available)")
     parser.add_argument("--epochs", type=int, default=RELEASE_SIZES["selfsup_epochs"], help="self-supervised epochs")

@@ -13,6 +13,7 @@ import pytest
 from ausil_lite.descriptors.extraction import ExtractionConfig
 from ausil_lite.descriptors.speeds import VARIANT_PENALTY
 from ausil_lite.errors import InputError
+from ausil_lite.models.released import RELEASED_VERSION
 
 from ausil_lite.search import update as update_module
 from ausil_lite.search.index import IndexCorruptError, NoIndexError, SearchIndex, current_version
@@ -242,12 +243,12 @@ def test_an_index_refuses_descriptors_of_another_model_version(synthetic, synthe
     update_index(tmp_path / "idx", entries[:20], store)
     other, more = synthetic_store(tmp_path / "other", {"w00": tracks["v00"]}, ExtractionConfig(backbone="released"))
     with pytest.raises(InputError, match=r"holds descriptors of the random backbone \(seed 0\), the store .*other "
-                       "those of the released model ausil-lite-v1"):
+                       f"those of the released model {RELEASED_VERSION}"):
         update_index(tmp_path / "idx", more, other)
     newer, more = synthetic_store(tmp_path / "newer", {"w00": tracks["v00"]},
-                                  ExtractionConfig(backbone="released", model_version="ausil-lite-v2"))
+                                  ExtractionConfig(backbone="released", model_version="ausil-lite-v99"))
     update_index(tmp_path / "released", more, other)
-    with pytest.raises(InputError, match="the released model ausil-lite-v1, the store .* the released model ausil-lite-v2"):
+    with pytest.raises(InputError, match=f"the released model {RELEASED_VERSION}, the store .* the released model ausil-lite-v99"):
         update_index(tmp_path / "released", more, newer)
 
 

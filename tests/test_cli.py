@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 
 import numpy as np
+import torch
 
 from ausil_lite.cli import build_parser, main
 from ausil_lite.commands.model_choice import extraction_choice
+from ausil_lite.descriptors import precision
 from ausil_lite.descriptors.extraction import ExtractionConfig, FeatureExtractor
+from ausil_lite.descriptors.precision import default_precision
 from ausil_lite.descriptors.store import FeatureStore
 from ausil_lite.evaluation.protocol import read_similarities
 from ausil_lite.models.released import RELEASED_VERSION
@@ -58,12 +61,14 @@ def test_fast_option_asks_for_bfloat16_and_a_store_keeps_its_precision(make_medi
     parser = build_parser()
     args = parser.parse_args(["extract", "--videos", "v.txt", "--output", "o", "--fast"])
     assert extraction_choice(args).precision == "bfloat16"
-    assert extraction_choice(parser.parse_args(["extract", "--videos", "v.txt", "--output", "o"])).precision == "float32"
     recorded = {"backbone": "random", "seed": 0, "precision": "bfloat16"}
     plain = parser.parse_args(["index", "x", "--index", "i"])
     assert extraction_choice(plain, recorded).precision == "bfloat16"  # an index goes on at its own precision
+    assert extraction_choice(plain, {"backbone": "released"}).precision == "float32"  # a record from before precisions
+    with pytest.raises(SystemExit):
+        parser.parse_args(["extract", "--videos", "v.txt", "--output", "o", "--fast", "--full"])
     help_text = " ".join(parser._subparsers._group_actions[0].choices["extract"].format_help().split())
-    assert "--fast" in help_text and "bfloat16" in help_text and "at most 0.05" in help_text
+    assert "--fast" in help_text and "--full" in help_text and "bfloat16" in help_text and "at most 0.05" in help_text
     make_media("a.mp4", noise(3.0))
     videos = tmp_path / "videos.txt"
     videos.write_text("a a.mp4\n")
@@ -73,6 +78,27 @@ def test_fast_option_asks_for_bfloat16_and_a_store_keeps_its_precision(make_medi
     assert main([*base, "--fast"]) == 2
     err = capsys.readouterr().err
     assert "asked for the random backbone (seed 0) at bfloat16 (the fast network)" in err and "use another --output" in err
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_default_precision_is_the_fast_network_for_the_released_model_on_a_cpu_that_runs_it(native, monkeypatch):
+    """Told nothing, the released backbone runs at bfloat16 on a CPU with native bfloat16 (its gate passed);
+    ``--full``, another backbone, CUDA and a CPU without it get float32; a model's training precision does not bind."""
+    monkeypatch.setattr(precision, "native_bfloat16", lambda: native)
+    parser = build_parser()
+    extract = ["extract", "--videos", "v.txt", "--output", "o"]
+    fast = "bfloat16" if native else "float32"
+    assert extraction_choice(parser.parse_args(extract), device="cpu").precision == fast
+    assert extraction_choice(parser.parse_args([*extract, "--full"]), device="cpu").precision == "float32"
+    assert extraction_choice(parser.parse_args([*extract, "--backbone", "random"]), device="cpu").precision == "float32"
+    assert extraction_choice(parser.parse_args([*extract, "--fast"]), device="cpu").precision == "bfloat16"
+    if torch.cuda.is_available():
+        assert extraction_choice(parser.parse_args(extract), device="cuda").precision == "float32"
+    model_record = {"backbone": "released", "seed": 0, "precision": "float32"}
+    assert extraction_choice(parser.parse_args(extract), model_record, "cpu", keep_precision=False).precision == fast
+    assert extraction_choice(parser.parse_args(extract), model_record, "cpu").precision == "float32"
+    monkeypatch.setattr(precision, "compiler_found", lambda: False)
+    assert extraction_choice(parser.parse_args(extract), device="cpu").precision == "float32"
 
 
 def test_the_default_model_is_the_released_one(released_model, make_media, tmp_path, capsys):
@@ -85,7 +111,7 @@ def test_the_default_model_is_the_released_one(released_model, make_media, tmp_p
     (tmp_path / "d.txt").write_text("copy copy.wav\nother other.wav\n")
     base = ["similarity", "--queries", str(tmp_path / "q.txt"), "--database", str(tmp_path / "d.txt"), "--device", "cpu"]
     assert main([*base, "--output", str(tmp_path / "default.json")]) == 0
-    assert f"scored with ausil (the released model {RELEASED_VERSION})" in capsys.readouterr().out
+    assert f"scored with ausil (the released model {RELEASED_VERSION}" in capsys.readouterr().out
     assert main([*base, "--output", str(tmp_path / "explicit.json"), "--model", str(released_model)]) == 0
     assert main([*base, "--output", str(tmp_path / "chamfer.json"), "--backbone", "random"]) == 0
     default, explicit, chamfer = (read_similarities(tmp_path / f"{name}.json") for name in ("default", "explicit", "chamfer"))
@@ -93,8 +119,8 @@ def test_the_default_model_is_the_released_one(released_model, make_media, tmp_p
     assert main(["extract", "--videos", str(tmp_path / "q.txt"), "--output", str(tmp_path / "store"), "--workers", "0"]) == 0
     store = FeatureStore(tmp_path / "store")
     assert json.loads(store.config_path.read_text())["config"]["model_version"] == RELEASED_VERSION
-    released = FeatureExtractor(ExtractionConfig(backbone="released", device="cpu")).from_file(tmp_path / "q.wav")
-    np.testing.assert_allclose(store.load("q"), released, atol=1e-6)
+    default = ExtractionConfig(backbone="released", device="cpu", precision=default_precision("released", "cpu"))
+    np.testing.assert_allclose(store.load("q"), FeatureExtractor(default).from_file(tmp_path / "q.wav"), atol=1e-6)
 
 
 def _run_cli(*args: str, cwd) -> subprocess.CompletedProcess:

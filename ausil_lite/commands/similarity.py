@@ -27,11 +27,12 @@ from ausil_lite.similarity.video_lists import score_video_lists
 
 
 def extraction_config(args: argparse.Namespace) -> ExtractionConfig:
-    """The backbone for media paths: as given, else as recorded with ``--model``, else the released one."""
+    """The backbone for media paths: as given, else as recorded with ``--model`` (at the default precision:
+    descriptors are made afresh, not added to a store), else the released one."""
     recorded = None
     if args.model is not None and args.backbone is None:
         recorded = read_provenance(args.model).get("data", {}).get("extraction")
-    return extraction_choice(args, recorded, args.device)
+    return extraction_choice(args, recorded, args.device, keep_precision=False)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

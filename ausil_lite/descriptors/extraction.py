@@ -55,6 +55,8 @@ class ExtractionConfig:
                 raise ValueError("the released backbone ships its own weights; pass weights only with 'kumar2018' or 'selfsup'")
             if self.model_version is None:  # resolved now, so stores record the version they were made with
                 object.__setattr__(self, "model_version", RELEASED_VERSION)
+            # no seed to vary: 0 is what the shipped network records, so a store made with any seed matches it
+            object.__setattr__(self, "seed", 0)
         elif self.model_version is not None:
             raise ValueError(f"model_version names a released model; backbone {self.backbone!r} has none")
         if self.backbone == "random" and self.weights is not None:

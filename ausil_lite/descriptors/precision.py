@@ -11,14 +11,20 @@ Compiling needs a C++ compiler. TorchInductor caches the compiled network on dis
 pays a start-up: tracing, and Inductor's probe of the CPU's vector instructions (a test library per
 instruction set, each loaded by a fresh Python), measured at 1-2 minutes on two busy cores. The fast
 network pays off on batches of at least tens of minutes of audio. On CUDA the cast model runs eagerly.
+
+:func:`default_precision` is what the commands use when told nothing: bfloat16 on a CPU that runs it
+natively, for the released model only, whose evaluation it was measured on (``card/fast_network.csv``:
+issue 18's gate, mAP within 0.005 of the full network's and no transformation family down by more than 0.02).
 """
 
 from __future__ import annotations
 
 import copy
+import shutil
 from collections.abc import Callable
 
 import torch
+import torch._inductor.config
 
 from ausil_lite.descriptors.backbone import KumarCNN
 
@@ -36,6 +42,31 @@ BFLOAT16_MIN_COSINE = 0.9999
 """Smallest cosine allowed between a bfloat16 descriptor and the float32 one (0.99994 on DAVR-unseen)."""
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def default_precision(backbone: str, device: str | None) -> str:
+    """The precision a command makes ``backbone``'s descriptors at when told nothing.
+
+    bfloat16 (the fast network) for the released backbone on a CPU whose oneDNN has native bfloat16
+    kernels (AVX-512 BF16 or AMX) when TorchInductor finds its C++ compiler; float32 otherwise: on CUDA
+    (``device`` None means CUDA when available), for other backbones (the fast network's evaluation gate
+    was passed by the released model only), and where bfloat16 would be emulated (slower than float32)
+    or could not be compiled.
+    """
+    if backbone != "released":
+        return "float32"
+    on_cpu = device is None and not torch.cuda.is_available() or device is not None and torch.device(device).type == "cpu"
+    return "bfloat16" if on_cpu and native_bfloat16() and compiler_found() else "float32"
+
+
+def native_bfloat16() -> bool:
+    """Whether oneDNN runs bfloat16 convolutions on this CPU's own instructions."""
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def compiler_found() -> bool:
+    """Whether a C++ compiler that TorchInductor would use (``CXX``, else g++) is on the PATH."""
+    return any(name is not None and shutil.which(name) for name in torch._inductor.config.cpp.cxx)
 
 
 def at_precision(folded: KumarCNN, precision: str) -> tuple[KumarCNN, Callable[[torch.Tensor], torch.Tensor]]:

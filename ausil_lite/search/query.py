@@ -128,22 +128,29 @@ class Searcher:
         self._extractor: FeatureExtractor | None = None
 
     def descriptors(self, path: str | Path) -> np.ndarray:
-        """A query's raw descriptors: a stored ``.npy`` file, or extracted as the index's videos were."""
+        """A query's raw descriptors: a stored ``.npy`` file, or extracted by the index's network (:meth:`query_extractor`)."""
         path = Path(path)
         if path.suffix.lower() == ".npy":
             return read_descriptor_file(path, width=self.index.whitening.mean.shape[-1])
-        return self._index_extractor().from_file(path)
+        return self.query_extractor().from_file(path)
 
-    def _index_extractor(self) -> FeatureExtractor:
-        """The feature extractor the index's videos were made with (built on first use)."""
+    def query_extractor(self) -> FeatureExtractor:
+        """The network the index's videos were extracted with, at float32 (built on first use).
+
+        An index made by the fast (bfloat16) network is queried with the full one: a query is seconds of
+        audio, for which the fast network's compile start-up (30 s or more a process) costs far more than
+        it saves, and the full network's descriptors are what the fast ones approximate. On DAVR-unseen,
+        float32 queries against a bfloat16 database score as both sides at one precision do
+        (``card/fast_network.csv``).
+        """
         if self._extractor is None:
-            stored = dict(self.index.manifest["extraction"], device="cpu")
+            stored = dict(self.index.manifest["extraction"], device="cpu", precision="float32")
             self._extractor = FeatureExtractor(config_from_dict(ExtractionConfig, stored))
         return self._extractor
 
     def speed_variants(self, path: str | Path, factors: Sequence[float]) -> dict[float, np.ndarray]:
         """Raw descriptors of the query file played at each factor other than 1.0 (:mod:`ausil_lite.descriptors.speeds`)."""
-        samples, extractor, variants = load_audio(path), self._index_extractor(), {}
+        samples, extractor, variants = load_audio(path), self.query_extractor(), {}
         for factor in factors:
             if factor != 1.0:
                 variants[factor] = extractor.from_waveform(played_at(samples, factor, path))

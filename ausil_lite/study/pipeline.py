@@ -226,10 +226,8 @@ def extraction_config(config: PipelineConfig, backbone: str, selfsup_weights: st
     weights = {"random": None, "released": None, "selfsup": selfsup_weights, "kumar2018": config.kumar2018_weights}[backbone]
     if backbone == "selfsup" and weights is None:
         raise ValueError("the selfsup backbone needs selfsup_weights (train_backbone's result)")
-    # the released backbone has no seed to vary; 0 is what its shipped network records it was trained on
-    seed = 0 if backbone == "released" else config.seed
     return ExtractionConfig(backbone=backbone, weights=None if weights is None else str(weights),
-                            seed=seed, device=config.device)
+                            seed=config.seed, device=config.device)
 
 
 def set_aside(folder: Path, why: str, log: Log | None = print) -> Path:

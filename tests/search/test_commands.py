@@ -115,8 +115,10 @@ def test_query_with_speeds_finds_a_sped_up_copy_and_says_at_which_speed(indexed,
 def test_index_and_query_default_to_the_released_model(released_model, collection, tmp_path, capsys):
     """An index built with no model option holds released descriptors, whitened and reranked by the released
     network; a query gives the scores of an index built with the released model passed explicitly."""
+    from ausil_lite.descriptors.precision import default_precision
     from ausil_lite.models.released import RELEASED_VERSION
     from ausil_lite.search.index import SearchIndex
+    from ausil_lite.search.query import Searcher
 
     db = collection / "db" / "sub"
     assert main(["index", str(db), "--index", str(tmp_path / "default"), "--workers", "0"]) == 0
@@ -125,6 +127,9 @@ def test_index_and_query_default_to_the_released_model(released_model, collectio
     manifest = SearchIndex.open(tmp_path / "default").manifest
     assert manifest["extraction"]["model_version"] == RELEASED_VERSION
     assert manifest["model"] == str(released_model.resolve()) and manifest["whitening"]["source"] == "model"
+    # the index is made at the default precision; queries, seconds of audio, by the full network (no compile)
+    assert manifest["extraction"]["precision"] == default_precision("released", None)
+    assert Searcher(SearchIndex.open(tmp_path / "default")).query_extractor().config.precision == "float32"
     capsys.readouterr()
     results = []
     for name in ("default", "explicit"):

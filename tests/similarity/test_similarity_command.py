@@ -108,11 +108,11 @@ def test_media_backbone_defaults_to_the_models(tmp_path):
 
     whitening = PCAWhitening.fit(np.random.default_rng(1).random((50, DIM), dtype=np.float32))
     AuSiL(whitening).save(tmp_path / "m", {"data": {"extraction": {"backbone": "random", "seed": 7, "weights": None}}})
-    args = argparse.Namespace(model=tmp_path / "m", backbone=None, weights=None, seed=None, fast=None, device="cpu")
+    args = argparse.Namespace(model=tmp_path / "m", backbone=None, weights=None, seed=None, fast=None, full=None, device="cpu")
     assert extraction_config(args).seed == 7
     args.seed = 3
     assert extraction_config(args).seed == 3
-    assert extraction_config(argparse.Namespace(model=None, backbone=None, weights=None, seed=None, fast=None, device=None)).seed == 0
+    assert extraction_config(argparse.Namespace(model=None, backbone=None, weights=None, seed=None, fast=None, full=None, device=None)).seed == 0
 
 
 def test_speeds_keep_each_videos_best_over_the_query_at_other_speeds(make_media, tmp_path, capsys):

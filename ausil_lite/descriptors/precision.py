@@ -24,7 +24,6 @@ import shutil
 from collections.abc import Callable
 
 import torch
-import torch._inductor.config
 
 from ausil_lite.descriptors.backbone import KumarCNN
 
@@ -66,6 +65,8 @@ def native_bfloat16() -> bool:
 
 def compiler_found() -> bool:
     """Whether a C++ compiler that TorchInductor would use (``CXX``, else g++) is on the PATH."""
+    import torch._inductor.config  # here, not at the top: it takes seconds, which float32-only commands never need
+
     return any(name is not None and shutil.which(name) for name in torch._inductor.config.cpp.cxx)
 
 

@@ -1,4 +1,4 @@
-"""``ausil-lite build-benchmark``: build DAVR-mini or DAVR-unseen from real recordings, deterministically from a seed."""
+"""``ausil-lite build-benchmark``: build DAVR-mini, DAVR-unseen or DAVR-dev from real recordings, deterministically from a seed."""
 
 from __future__ import annotations
 
@@ -23,11 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "on audio it never heard.",
     )
     p.add_argument("--benchmark", choices=sorted(BENCHMARKS), default="davr-mini",
-                   help="davr-mini (default; split into training and evaluation tracks) or davr-unseen (evaluation only)")
+                   help="davr-mini (default; split into training and evaluation tracks), davr-unseen (evaluation only) or "
+                   "davr-dev (cut from the released model's training audio, for choosing scoring settings)")
     profiles = sorted({name for recipe in BENCHMARKS.values() for name in recipe.profiles})
     p.add_argument("--profile", choices=profiles, default="ci",
                    help="size: davr-mini tiny, ci (15 queries, 300 videos) or full (100, 3000); "
-                   "davr-unseen tiny or ci (100 queries, 1200 videos)")
+                   "davr-unseen and davr-dev tiny or ci (100 queries, 1200 videos)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     p.add_argument("--source-dir", action="append", default=[], help="folder of audio/video files to add to the pool (repeatable)")
     p.add_argument("--no-default-sources", action="store_true", help="use only --source-dir folders, not the Debian packages")

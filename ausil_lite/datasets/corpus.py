@@ -48,6 +48,7 @@ from ausil_lite.datasets.sources import (
     PackageSpec,
     SourceFile,
     SourcePoolError,
+    SourceSet,
     Track,
     read_manifest,
     scan_package,
@@ -201,6 +202,20 @@ LEFT_OUT: dict[str, str] = {
     "festvox-*, mbrola-*, espeak-ng-data": "synthetic speech (text to speech), not recordings",
 }
 """Packages looked at and left out of the corpus, with why (the data manifests' README repeats it)."""
+
+DEV_MANIFEST = REPO_ROOT / "data_manifests" / "davr_dev_sources.csv"
+DEV_PACKAGES = ("supertux-data", "hedgewars-data", "asterisk-core-sounds-it-wav")
+"""Corpus packages the development benchmark DAVR-dev is cut from: two games' music and Italian Asterisk prompts,
+the shape of the unseen-audio benchmark (two music packages, one prompt set) in audio the released model trains on."""
+DEV_SOURCES = SourceSet("davr-dev", tuple(s for s in CORPUS_PACKAGES if s.package in DEV_PACKAGES), DEV_MANIFEST)
+"""DAVR-dev's source set: where a scoring rule or a penalty is chosen, on training data, before it is measured on
+audio the model never heard (the evaluation benchmarks stay untouched by such choices)."""
+
+
+def dev_manifest_rows(corpus: str | Path = CORPUS_MANIFEST) -> list[SourceFile]:
+    """The corpus manifest's rows of :data:`DEV_PACKAGES`: DAVR-dev's sources are exactly what the corpus holds of them."""
+    return [r for r in read_manifest(corpus) if r.package in DEV_PACKAGES]
+
 
 def davr_mini_training_rows(manifest: str | Path = DAVR_MINI_MANIFEST) -> list[SourceFile]:
     """DAVR-mini's manifest rows, its evaluation tracks marked excluded (seed 0 split, as the study)."""

@@ -1,11 +1,14 @@
-"""DAVR-mini and DAVR-unseen: benchmarks built from real recordings by a seed, by one builder.
+"""DAVR-mini, DAVR-unseen and DAVR-dev: benchmarks built from real recordings by a seed, by one builder.
 
 A :class:`BenchmarkRecipe` names what is built: the folder under the data root, the source set of
 Debian packages (:data:`ausil_lite.datasets.sources.SOURCE_SETS`) and the size profiles.
 ``davr-mini`` is the study's embedded default: four packages, each split into training and evaluation
 tracks. ``davr-unseen`` evaluates a model on audio it never heard: three packages that no training code
 reads (Nexuiz and Planet Blupi music, Russian Asterisk prompts), every track for evaluation and none for
-training (``train_fraction=0``): a training split there would only invite tuning on them.
+training (``train_fraction=0``): a training split there would only invite tuning on them. ``davr-dev`` has
+the unseen benchmark's sizes but is cut from three packages of the released model's training corpus
+(:data:`ausil_lite.datasets.corpus.DEV_PACKAGES`): scoring rules and penalties are chosen there, on training
+audio, and only then measured on the unseen one.
 
 Planning is pure and cheap: from the source tracks, a :class:`DavrMiniConfig` and a seed it decides
 every item (its source window, transformation record, unrelated audio, container) without touching
@@ -56,6 +59,7 @@ from tqdm import tqdm
 
 from ausil_lite.config import git_commit
 from ausil_lite.datasets import transforms as T
+from ausil_lite.datasets.corpus import DEV_SOURCES
 from ausil_lite.datasets.benchmark import Benchmark, read_annotation_json, write_annotation_json, write_id_list
 from ausil_lite.datasets.media import write_media
 from ausil_lite.datasets.repeats import RepeatFinder
@@ -173,6 +177,8 @@ class BenchmarkRecipe:
 BENCHMARKS: dict[str, BenchmarkRecipe] = {
     "davr-mini": BenchmarkRecipe("davr-mini", "DAVR-mini", SOURCE_SETS["davr-mini"], PROFILES),
     "davr-unseen": BenchmarkRecipe("davr-unseen", "DAVR-unseen", SOURCE_SETS["davr-unseen"], UNSEEN_PROFILES),
+    # the unseen benchmark's sizes, cut from training audio: where scoring choices are made (ausil_lite.datasets.corpus)
+    "davr-dev": BenchmarkRecipe("davr-dev", "DAVR-dev", DEV_SOURCES, UNSEEN_PROFILES),
 }
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import zipfile
+from collections import Counter
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from ausil_lite.datasets import corpus as C
+from ausil_lite.datasets import davr_mini as D
 from ausil_lite.datasets import sources as S
 from ausil_lite.datasets.media import write_media
 from ausil_lite.datasets.training import TrainingPool
@@ -132,3 +134,25 @@ def test_the_release_install_list_names_every_corpus_package():
     needed = {s.package for s in C.CORPUS_PACKAGES} | {s.package for s in SOUNDFONTS} | {"fluidsynth"}
     listed = set(re.findall(r"[a-z0-9][a-z0-9.+-]+", script))
     assert needed <= listed, sorted(needed - listed)
+
+
+def test_davr_dev_is_cut_from_the_corpus_and_from_nothing_else(tmp_path):
+    """DAVR-dev, where scoring choices are made, holds training audio only: its committed manifest is exactly the
+    corpus manifest's rows of its packages, and it shares no package with the benchmarks that measure the model."""
+    rows = S.read_manifest(C.DEV_MANIFEST)
+    assert rows == C.dev_manifest_rows()
+    assert S.write_manifest(rows, tmp_path / "again.csv").read_bytes() == C.DEV_MANIFEST.read_bytes()
+    assert {r.package for r in rows} == set(C.DEV_PACKAGES) == {s.package for s in C.DEV_SOURCES.packages}
+    assert all(not C.refusal(p) for p in C.DEV_PACKAGES)
+    assert set(C.DEV_PACKAGES).isdisjoint(p.package for p in S.UNSEEN_PACKAGES)
+    assert D.BENCHMARKS["davr-dev"].sources is C.DEV_SOURCES
+
+
+def test_planned_davr_dev_has_the_unseen_benchmarks_sizes_from_music_and_speech():
+    """Planned from data_manifests/ alone: no audio is read."""
+    plan = D.plan_benchmark(S.tracks_from_rows(S.read_manifest(C.DEV_MANIFEST)), D.BENCHMARKS["davr-dev"].config("ci"), seed=0)
+    assert Counter(i.role for i in plan.items)["query"] == 100 and Counter(i.label for i in plan.items)["DA"] == 900
+    by_track = {t.id: (t.package, t.kind) for t in plan.evaluation}
+    queries = [by_track[i.source.track] for i in plan.items if i.role == "query"]
+    assert set(queries) >= {("asterisk-core-sounds-it-wav", "speech")} and {k for _, k in queries} >= {"music", "speech"}
+    assert {p for p, _ in queries} == set(C.DEV_PACKAGES)

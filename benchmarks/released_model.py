@@ -40,6 +40,7 @@ from ausil_lite.evaluation.protocol import evaluate_benchmark
 from ausil_lite.models.released import (CARD_DIR, EVALUATION_FILE, EVALUATION_TABLE, RELEASED_VERSION, TARGETS_TABLE,
                                         available_versions, version_dir, weights_stamp)
 from ausil_lite.paths import data_root
+from ausil_lite.similarity.model import load_model
 from ausil_lite.study.method_scores import SPEEDS_SUFFIX, Method, score_method
 from ausil_lite.study.results_chapters import speed_changed_maps, target_checks
 
@@ -60,11 +61,17 @@ def extract(bench, folder: Path, extraction: ExtractionConfig, speeds: bool) -> 
     return folder, variants
 
 
-def ausil_methods(name: str, store: Path, variants: Path | None, model_dir: Path, backbone: str) -> list[Method]:
-    methods = [Method(f"ausil-{name}", "ausil", backbone, str(store), str(model_dir))]
+def ausil_methods(
+    name: str, store: Path, variants: Path | None, model_dir: Path, backbone: str, rule: str | None = None
+) -> list[Method]:
+    """The model's rows, with and without speed hypotheses; ``rule`` scores by that chamfer rule instead of the
+    model's own (and names the rows ``ausil-<name>-<rule>``)."""
+    name = name if rule is None else f"{name}-{rule}"
+    methods = [Method(f"ausil-{name}", "ausil", backbone, str(store), str(model_dir), chamfer_rule=rule)]
     if variants is not None:
         methods.append(Method(f"ausil-{name}{SPEEDS_SUFFIX}", "ausil", backbone, str(store), str(model_dir),
-                              speeds_dir=str(variants), variant_penalty=model_variant_penalty(model_dir)))
+                              speeds_dir=str(variants), variant_penalty=model_variant_penalty(model_dir),
+                              chamfer_rule=rule))
     return methods
 
 
@@ -116,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     methods: list[Method] = []
     store, variants = extract(bench, features / args.version, ExtractionConfig(backbone="released", model_version=args.version), True)
     methods += ausil_methods(args.version, store, variants, released, "released")
+    if load_model(released, "cpu").chamfer_rule != "query":  # what the rule chosen on DAVR-dev changes here
+        methods += ausil_methods(args.version, store, variants, released, "released", rule="query")
     methods.append(Method(f"chamfer-{args.version}", "chamfer", "released", str(store)))
     if args.float32 and (source := float32_source(released)) is not None:
         store32, variants32 = extract(bench, features / f"{args.version}-float32", source[0], True)

@@ -20,11 +20,12 @@ from ausil_lite.config import git_commit
 from ausil_lite.descriptors.backbone import KumarCNN, load_weights
 from ausil_lite.descriptors.speeds import PENALTY_KEY, calibrate_variant_penalty
 from ausil_lite.descriptors.whitening import PCAWhitening
-from ausil_lite.digests import write_sha256sums
+from ausil_lite.digests import verify_sha256sums, write_sha256sums
 from ausil_lite.learning.triplets import TripletSource
 from ausil_lite.models.released import BACKBONE_FILE, MODEL_FILES
 from ausil_lite.paths import REPO_ROOT, data_root
-from ausil_lite.similarity.model import CONFIG_FILE, WEIGHTS_FILE, WHITENING_FILE, AuSiL, load_model, read_provenance
+from ausil_lite.similarity.chamfer import CHAMFER_RULES
+from ausil_lite.similarity.model import CHAMFER_RULE_KEY, CONFIG_FILE, WEIGHTS_FILE, WHITENING_FILE, AuSiL, load_model, read_provenance
 
 MAX_BYTES = 40 * 2**20
 """A released version folder may not exceed this (bytes): it lives in the repository."""
@@ -122,8 +123,9 @@ def export_released_model(
         "export": {"git_commit": git_commit(), "package_version": __version__},
         "extra": portable_paths(extra),
     }
-    if source_record.get(PENALTY_KEY) is not None:
-        record[PENALTY_KEY] = source_record[PENALTY_KEY]
+    for key in (PENALTY_KEY, CHAMFER_RULE_KEY):
+        if source_record.get(key) is not None:
+            record[key] = source_record[key]
     (tmp / CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     if calibration is not None:  # measured on the weights as shipped, float16 and cut whitening included
         record[PENALTY_KEY] = calibrate_variant_penalty(load_model(tmp, "cpu"), calibration)
@@ -138,3 +140,20 @@ def export_released_model(
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     return out_dir
+
+
+def record_chamfer_rule(folder: str | Path, rule: str, chosen_on: dict) -> Path:
+    """Record ``rule`` (a key of :data:`ausil_lite.similarity.chamfer.CHAMFER_RULES`) in a version folder's
+    ``config.json``, with what it was chosen on (``chosen_on``: plain JSON, e.g. the development benchmark and the
+    figures of every rule), and renew ``SHA256SUMS``. The card's stamp then no longer matches: the evaluation
+    must be measured again with the rule the model now scores by."""
+    if rule not in CHAMFER_RULES:
+        raise ValueError(f"unknown chamfer rule {rule!r}; choose one of {sorted(CHAMFER_RULES)}")
+    folder = Path(folder)
+    verify_sha256sums(folder, list(MODEL_FILES))
+    record = read_provenance(folder)
+    record[CHAMFER_RULE_KEY] = rule
+    record["chamfer_rule_choice"] = json.loads(json.dumps(chosen_on))
+    (folder / CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_sha256sums(folder, list(MODEL_FILES))
+    return folder

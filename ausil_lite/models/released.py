@@ -6,7 +6,8 @@ Each version is a folder ``ausil_lite/models/<version>/`` written by
     backbone.pt     the KumarCNN state dict, float16 (loaded as float32)
     model.pt        attention context vector + comparator state dicts, float16
     whitening.npz   whitening mean and projection, float16, only its first components
-    config.json     version, provenance, training data summary, calibration (the variant penalty)
+    config.json     version, provenance, training data summary, calibration (the variant penalty), the
+                    chamfer rule chosen on DAVR-dev (absent: ``query``)
     SHA256SUMS      ``<sha256>  <name>`` of each file above
 
 The folder is also a model directory as :func:`ausil_lite.similarity.load_model` reads it, and that
@@ -32,7 +33,7 @@ import torch
 from ausil_lite.descriptors.backbone import KumarCNN, load_backbone
 from ausil_lite.digests import SUMS_FILE, read_sha256sums, verify_sha256sums
 from ausil_lite.errors import InputError
-from ausil_lite.similarity.model import CONFIG_FILE, WEIGHTS_FILE, WHITENING_FILE, AuSiL, load_model
+from ausil_lite.similarity.model import CHAMFER_RULE_KEY, CONFIG_FILE, WEIGHTS_FILE, WHITENING_FILE, AuSiL, load_model
 
 RELEASED_VERSION = "ausil-lite-v2"
 """The version every command uses by default."""
@@ -55,6 +56,8 @@ CARD_EVALUATION_FILES = (EVALUATION_FILE, EVALUATION_TABLE, TARGETS_TABLE)
 """The card files an evaluation writes (the learning curves are the training's, written on export)."""
 CORPUS_TABLE = "corpus.csv"
 """In ``card/``: the training corpus (package, kind, licence, tracks, hours), written when a version is exported."""
+CHAMFER_RULE_TABLE = "chamfer_rule.csv"
+"""In ``card/``: every chamfer rule's mAP on DAVR-dev, where the version's rule was chosen (``benchmarks/chamfer_rule.py``)."""
 FAST_NETWORK_TABLE = "fast_network.csv"
 """In ``card/``: the fast (bfloat16) network's mAP beside the full network's, and whether it may be the CPU default."""
 
@@ -113,12 +116,15 @@ def load_released_scorer(version: str = RELEASED_VERSION, device: str | torch.de
 
 def weights_stamp(folder: Path) -> dict:
     """What an evaluation of the model in ``folder`` depends on: the SHA-256 of each weight file (from
-    ``SHA256SUMS``) and the variant penalty. ``config.json`` itself is left out, so mending its
+    ``SHA256SUMS``), the variant penalty and the chamfer rule. ``config.json`` itself is left out, so mending its
     provenance text does not make a measured card stale."""
     sums = read_sha256sums(folder)
     record = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-    return {"weights": {name: sums[name] for name in MODEL_FILES if name != CONFIG_FILE},
-            "variant_penalty": record.get("variant_penalty")}
+    stamp = {"weights": {name: sums[name] for name in MODEL_FILES if name != CONFIG_FILE},
+             "variant_penalty": record.get("variant_penalty")}
+    if CHAMFER_RULE_KEY in record:  # a version that records none scores by "query" and keeps its earlier stamp
+        stamp[CHAMFER_RULE_KEY] = record[CHAMFER_RULE_KEY]
+    return stamp
 
 
 def card_is_current(folder: Path) -> bool:

@@ -37,6 +37,32 @@ def chamfer_similarity(
     return torch.where(row_valid, best, 0).sum(dim=-1) / rows.to(best.dtype)
 
 
+CHAMFER_RULES = {
+    "query": "how much of the query the candidate holds: the original AuSiL's chamfer similarity",
+    "symmetric": "the mean of that and how much of the candidate the query holds (ViSiL's symmetric chamfer): a "
+                 "copy cut short is found whole in the query, and an excerpt of the query embedded in other audio "
+                 "still finds all of the query",
+}
+"""How a refined map becomes one video-level score (:func:`directed_chamfer`); a model records its rule."""
+
+
+def directed_chamfer(
+    sim: torch.Tensor, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None, rule: str = "query"
+) -> torch.Tensor:
+    """Chamfer similarity of a (..., X, Y) map by one of :data:`CHAMFER_RULES`.
+
+    ``query`` averages each query row's best column; ``symmetric`` also each candidate column's best row, and
+    takes the mean of the two. A crop of the query scores low the first way (most query rows find nothing) and
+    high the second, so a model whose rule is ``symmetric`` ranks partial copies with whole ones.
+    """
+    if rule not in CHAMFER_RULES:
+        raise ValueError(f"unknown chamfer rule {rule!r}; choose one of {sorted(CHAMFER_RULES)}")
+    forward = chamfer_similarity(sim, rows, cols)
+    if rule == "query":
+        return forward
+    return (forward + chamfer_similarity(sim.transpose(-1, -2), cols, rows)) / 2
+
+
 class ChamferScorer:
     """The untrained reference: chamfer similarity of L2-normalised descriptors (cosine, [-1, 1]).
 

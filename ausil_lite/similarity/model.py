@@ -2,7 +2,8 @@
 
 descriptors (N, 2528) -> PCA whitening (fixed, fitted on training descriptors) -> attention weighting
 (trained context vector) -> similarity matrix with the other video -> video comparator (trained) ->
-chamfer similarity of the refined map. A database video shorter than 10 segments is concatenated with
+chamfer similarity of the refined map, by the model's rule (``query`` as trained, or ``symmetric``:
+:data:`ausil_lite.similarity.chamfer.CHAMFER_RULES`). A database video shorter than 10 segments is concatenated with
 itself until it has at least 10, as the original does; queries are used as they are, and need at
 least 4 segments (the comparator's two 2x2 pools would leave an empty map: the original returns NaN).
 """
@@ -20,12 +21,17 @@ from torch import nn
 from ausil_lite.descriptors.attention import AttentionWeighting
 from ausil_lite.descriptors.whitening import PCAWhitening
 from ausil_lite.digests import SUMS_FILE, verify_sha256sums
-from ausil_lite.similarity.chamfer import chamfer_similarity
+from ausil_lite.errors import InputError
+from ausil_lite.similarity.chamfer import CHAMFER_RULES, directed_chamfer
 from ausil_lite.similarity.comparator import VideoComparator, pooled_size
 from ausil_lite.similarity.matrix import query_similarity_batch, similarity_matrix
 
 MIN_DATABASE_SEGMENTS = 10
 MIN_QUERY_SEGMENTS = 4
+
+CHAMFER_RULE_KEY = "chamfer_rule"
+"""The key of a model folder's ``config.json`` naming its :data:`ausil_lite.similarity.chamfer.CHAMFER_RULES`
+entry (absent: ``query``, the rule every model is trained with)."""
 
 WEIGHTS_FILE = "model.pt"  # attention context vector + comparator state dict
 WHITENING_FILE = "whitening.npz"
@@ -59,8 +65,12 @@ class AuSiL(nn.Module):
         whitening: PCAWhitening,
         attention: AttentionWeighting | None = None,
         comparator: VideoComparator | None = None,
+        chamfer_rule: str = "query",
     ):
         super().__init__()
+        if chamfer_rule not in CHAMFER_RULES:
+            raise ValueError(f"unknown chamfer rule {chamfer_rule!r}; choose one of {sorted(CHAMFER_RULES)}")
+        self.chamfer_rule = chamfer_rule  # training always learns with "query"; a model folder may record another
         dim = whitening.projection.shape[1]
         self.whitening = whitening.requires_grad_(False)
         self.attention = attention if attention is not None else AttentionWeighting(dim)
@@ -108,7 +118,7 @@ class AuSiL(nn.Module):
         """:meth:`compare` from a padded batch of similarity matrices (B, X, Y) and their sizes."""
         q_len = q_len.expand(len(sim))
         logits = self.comparator.logits(sim, q_len, c_len)
-        scores = chamfer_similarity(logits.clamp(-1.0, 1.0), pooled_size(q_len), pooled_size(c_len))
+        scores = directed_chamfer(logits.clamp(-1.0, 1.0), pooled_size(q_len), pooled_size(c_len), self.chamfer_rule)
         return scores, logits
 
     @torch.inference_mode()
@@ -138,6 +148,8 @@ class AuSiL(nn.Module):
         """Write weights, whitening and the provenance record (config, seed, git commit) to ``directory``."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        if self.chamfer_rule != "query":
+            provenance = {**provenance, CHAMFER_RULE_KEY: self.chamfer_rule}
         state = {"attention": self.attention.state_dict(), "comparator": self.comparator.state_dict()}
         torch.save(state, directory / WEIGHTS_FILE)
         self.whitening.save(directory / WHITENING_FILE)
@@ -150,7 +162,8 @@ def load_model(directory: str | Path, device: str | torch.device | None = None) 
 
     ``device`` None: CUDA when available, else CPU. Missing or mismatched files raise, naming them. A
     folder with a ``SHA256SUMS`` list (a released model, :mod:`ausil_lite.models.released`) is checked
-    against it first, however it is reached. Float16 files (released models) load as float32.
+    against it first, however it is reached. Float16 files (released models) load as float32. The model scores
+    by the chamfer rule its ``config.json`` records (:data:`CHAMFER_RULE_KEY`; ``query`` when it records none).
     """
     directory = Path(directory)
     if (directory / SUMS_FILE).is_file():
@@ -158,9 +171,12 @@ def load_model(directory: str | Path, device: str | torch.device | None = None) 
     for name in (WEIGHTS_FILE, WHITENING_FILE, CONFIG_FILE):
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory / name}: missing; not a model directory written by ausil-lite")
+    rule = read_provenance(directory).get(CHAMFER_RULE_KEY, "query")
+    if rule not in CHAMFER_RULES:
+        raise InputError(f"{directory / CONFIG_FILE}: {CHAMFER_RULE_KEY} must be one of {sorted(CHAMFER_RULES)}, got {rule!r}")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     whitening = PCAWhitening.load(directory / WHITENING_FILE)
-    model = AuSiL(whitening)
+    model = AuSiL(whitening, chamfer_rule=rule)
     state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     model.attention.load_state_dict(state["attention"])
     model.comparator.load_state_dict(state["comparator"])

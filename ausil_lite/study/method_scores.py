@@ -54,6 +54,7 @@ from ausil_lite.errors import AudioError
 from ausil_lite.evaluation.protocol import read_similarities, write_similarities
 from ausil_lite.models.released import ReleasedModelError, version_dir
 from ausil_lite.paths import REPO_ROOT
+from ausil_lite.similarity.chamfer import CHAMFER_RULES
 from ausil_lite.similarity.matrix import pad_sequences
 from ausil_lite.similarity.model import (
     CONFIG_FILE,
@@ -98,6 +99,7 @@ class Method:
     speeds_dir: str | None = None  # ausil: a store of the queries' speed variants (ausil_lite.descriptors.speeds)
     # with speeds_dir: a variant's score counts this much lower (plan_methods: the model's calibrated penalty)
     variant_penalty: float = VARIANT_PENALTY
+    chamfer_rule: str | None = None  # ausil: score by this rule (CHAMFER_RULES) instead of the model's own
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -108,6 +110,8 @@ class Method:
             raise ValueError(f"{self.name}: an ausil method needs model_dir")
         if self.speeds_dir is not None and self.kind != "ausil":
             raise ValueError(f"{self.name}: speed hypotheses are scored by the ausil kind only")
+        if self.chamfer_rule is not None and (self.kind != "ausil" or self.chamfer_rule not in CHAMFER_RULES):
+            raise ValueError(f"{self.name}: chamfer_rule is one of {sorted(CHAMFER_RULES)}, for the ausil kind only")
 
 
 @dataclass
@@ -298,6 +302,7 @@ def variant_similarities(
     videos repeated to at least 10 segments (after embedding, which acts per segment), queries shorter
     than 4 segments skipped."""
     model = load_model(method.model_dir, device)
+    model.chamfer_rule = method.chamfer_rule or model.chamfer_rule
     store = FeatureStore(method.features_dir)
     stored = set(store.ids())
     failed = {v: "no descriptors in the store" for v in dict.fromkeys(benchmark.query_ids + benchmark.database_ids)

@@ -17,7 +17,7 @@ from ausil_lite.descriptors.speeds import calibrate_variant_penalty
 from ausil_lite.digests import SUMS_FILE, ChecksumError
 from ausil_lite.learning.triplets import TripletSource
 from ausil_lite.models import released
-from ausil_lite.models.export import MAX_BYTES, export_released_model, portable_paths
+from ausil_lite.models.export import MAX_BYTES, export_released_model, portable_paths, record_chamfer_rule
 from ausil_lite.models.released import (
     EVALUATION_FILE,
     MODEL_FILES,
@@ -170,3 +170,23 @@ def test_provenance_paths_name_the_data_root_and_the_repository_not_the_machine(
               "c": "/elsewhere/y.pt", "d": 3, "e": "relative/z"}
     assert portable_paths(record) == {"a": "$AUSIL_DATA/models/x.pt", "b": ["data_manifests/m.csv"],
                                       "c": "/elsewhere/y.pt", "d": 3, "e": "relative/z"}
+
+
+def test_recording_a_chamfer_rule_renews_the_sums_and_makes_the_card_stale(exported_release, tmp_path, monkeypatch):
+    copy = tmp_path / RELEASED_VERSION
+    shutil.copytree(exported_release, copy)
+    monkeypatch.setattr(released, "MODELS_ROOT", tmp_path)
+    before = weights_stamp(copy)
+    assert "chamfer_rule" not in before and load_model(copy, "cpu").chamfer_rule == "query"
+    (copy / "card").mkdir()
+    (copy / "card" / EVALUATION_FILE).write_text(json.dumps({"queries": 3, "measured_weights": before}))
+    record_chamfer_rule(copy, "symmetric", {"benchmark": "davr-dev ci", "figures": {"query": {"mAP": 0.5}}})
+    assert load_model(copy, "cpu").chamfer_rule == "symmetric"  # the rewritten config.json passes its checksum
+    assert read_release()["chamfer_rule_choice"]["benchmark"] == "davr-dev ci"
+    assert weights_stamp(copy) == {**before, "chamfer_rule": "symmetric"}
+    with pytest.raises(StaleCardError, match="measured on other weights"):
+        read_card_evaluation()  # measured with the rule it no longer scores by
+    with pytest.raises(ValueError, match="unknown chamfer rule"):
+        record_chamfer_rule(copy, "longest", {})
+    again = export_released_model(exported_release.parent.parent / "backbone.pt", copy, tmp_path / "v", "v", 16, {})
+    assert json.loads((again / "config.json").read_text())["chamfer_rule"] == "symmetric"  # a re-export keeps it

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from ausil_lite.descriptors.whitening import PCAWhitening
+from ausil_lite.errors import InputError
 from ausil_lite.similarity.model import AuSiL, load_model, read_provenance, repeat_short
 
 DIM = 24
@@ -76,3 +77,22 @@ def test_saved_model_reloads_to_identical_outputs(model, tmp_path):
     (tmp_path / "m" / "model.pt").unlink()
     with pytest.raises(FileNotFoundError, match="model.pt"):
         load_model(tmp_path / "m")
+
+
+def test_a_model_scores_by_the_chamfer_rule_its_folder_records(model, tmp_path):
+    """A copy cut from the query: the symmetric rule finds all of it, and a folder's rule survives save and load."""
+    query = _videos(8, [32])[0]
+    crop = query[8:20]
+    asked = model.similarity(query, crop)
+    model.save(tmp_path / "q", {"seed": 0})
+    assert "chamfer_rule" not in read_provenance(tmp_path / "q") and load_model(tmp_path / "q", "cpu").chamfer_rule == "query"
+    symmetric = AuSiL(model.whitening, model.attention, model.comparator, chamfer_rule="symmetric").eval()
+    assert symmetric.similarity(query, crop) > asked
+    symmetric.save(tmp_path / "s", {"seed": 0})
+    loaded = load_model(tmp_path / "s", "cpu")
+    assert loaded.chamfer_rule == "symmetric" and loaded.similarity(query, crop) == pytest.approx(symmetric.similarity(query, crop))
+    (tmp_path / "s" / "config.json").write_text('{"chamfer_rule": "longest"}')
+    with pytest.raises(InputError, match=r"s/config.json: chamfer_rule must be one of \['query', 'symmetric'\], got 'longest'"):
+        load_model(tmp_path / "s", "cpu")
+    with pytest.raises(ValueError, match="unknown chamfer rule"):
+        AuSiL(model.whitening, chamfer_rule="longest")

@@ -22,6 +22,7 @@ from ausil_lite.study.method_scores import (
     _SOURCES,
     cache_name,
     chamfer_scores,
+    input_key,
     plan_methods,
     score_method,
     variant_similarities,
@@ -231,3 +232,20 @@ def test_speeds_store_of_another_backbone_is_refused(tmp_path):
 def test_every_file_a_method_kind_is_scored_by_exists():
     missing = [f for files in _SOURCES.values() for f in files if not (REPO_ROOT / "ausil_lite" / f).is_file()]
     assert missing == []
+
+
+def test_a_methods_chamfer_rule_overrides_the_models_and_is_part_of_its_key(tmp_path):
+    store = fake_store(tmp_path / "features" / "random")
+    save_model(tmp_path / "models" / "ausil-random", ExtractionConfig())
+    bench = toy_benchmark()
+    plan = plan_methods(tmp_path / "features", tmp_path / "models", tmp_path / "cache", bench, media_baselines=())
+    own = plan.methods[0]
+    symmetric = dataclasses.replace(own, name="ausil-random-symmetric", chamfer_rule="symmetric")
+    scored = score_method(symmetric, bench, tmp_path / "symmetric.json")
+    model = load_model(tmp_path / "models" / "ausil-random", "cpu")
+    model.chamfer_rule = "symmetric"
+    assert scored.similarities["q1"]["n1"] == pytest.approx(model.similarity(store.load("q1"), store.load("n1")), abs=1e-5)
+    assert scored.similarities["q1"]["n1"] != pytest.approx(score_method(own, bench, tmp_path / "own.json").similarities["q1"]["n1"])
+    assert input_key(symmetric, bench) != input_key(dataclasses.replace(symmetric, chamfer_rule=None), bench)
+    with pytest.raises(ValueError, match="chamfer_rule is one of"):
+        dataclasses.replace(plan.methods[1], chamfer_rule="symmetric")  # a chamfer baseline has no comparator map

@@ -1,0 +1,103 @@
+"""Choose a released model's chamfer rule on DAVR-dev, training audio, before it is measured on unseen audio.
+
+    python benchmarks/chamfer_rule.py [--version ausil-lite-v2] [--write]
+
+The AuSiL network is trained to score how much of the query a candidate holds (rule ``query``); a copy cut from
+the query then scores low, since most of the query's segments find nothing. The ``symmetric`` rule averages that
+with how much of the candidate the query holds (:data:`ausil_lite.similarity.chamfer.CHAMFER_RULES`). Which one a
+model scores by is a setting, so it is chosen here on DAVR-dev (:mod:`ausil_lite.datasets.davr_mini`: the unseen
+benchmark's sizes, cut from three packages of the training corpus), never on DAVR-unseen or the reserved packages.
+
+Builds DAVR-dev when it is not built yet, extracts its descriptors and its queries' speed variants with the
+released model (resumable), scores every rule with and without speed hypotheses, and prints mAP, speed-changed
+mAP and mAP per family. The chosen rule is the one with the highest mAP with speed hypotheses (the figure the
+targets hold the model to), then the highest speed-changed mAP; a tie keeps ``query``, the rule it was trained
+with. ``--write`` records the choice and every rule's figures in the version's ``config.json`` (and renews its
+``SHA256SUMS``) and writes the table to ``card/chamfer_rule.csv``; the card's evaluation is then stale until
+``benchmarks/released_model.py --write-card`` measures the model again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import datetime, timezone
+
+import pandas as pd
+from released_model import SPEEDS_PER_OCTAVE, extract
+
+from ausil_lite.datasets.davr_mini import BuildRequest, load_davr_mini
+from ausil_lite.descriptors.extraction import ExtractionConfig
+from ausil_lite.descriptors.speeds import model_variant_penalty
+from ausil_lite.evaluation.breakdown import breakdown_table
+from ausil_lite.evaluation.protocol import evaluate_benchmark
+from ausil_lite.models.export import record_chamfer_rule
+from ausil_lite.models.released import CARD_DIR, CHAMFER_RULE_TABLE, RELEASED_VERSION, version_dir
+from ausil_lite.paths import data_root
+from ausil_lite.similarity.chamfer import CHAMFER_RULES
+from ausil_lite.study.method_scores import SPEEDS_SUFFIX, Method, score_method
+from ausil_lite.study.results_chapters import speed_changed_maps
+
+BENCHMARK = "davr-dev"
+
+
+def choose(table: pd.DataFrame) -> str:
+    """The rule whose ``-speeds`` row has the best (mAP, speed-changed mAP); ``query`` on a tie."""
+    rows = {rule: table.loc[f"{rule}{SPEEDS_SUFFIX}"] for rule in CHAMFER_RULES}
+    return max(rows, key=lambda rule: (rows[rule]["mAP"], rows[rule]["speed-changed"], rule == "query"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", default=RELEASED_VERSION, help="the released version (default: the package's)")
+    parser.add_argument("--profile", default="ci", help="DAVR-dev size (default ci: 100 queries)")
+    parser.add_argument("--write", action="store_true", help="record the chosen rule in the version's config.json")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    root = data_root() / BENCHMARK / args.profile
+    if not (root / "annotation.json").is_file():
+        BuildRequest(profile=args.profile, benchmark=BENCHMARK, output=str(root), workers=2).build(progress=True)
+    bench = load_davr_mini(root, args.profile, benchmark=BENCHMARK)
+    released = version_dir(args.version)
+    store, variants = extract(bench, data_root() / "features" / f"{BENCHMARK}-{args.profile}" / args.version,
+                              ExtractionConfig(backbone="released", model_version=args.version), True)
+    penalty = model_variant_penalty(released)
+    output = data_root() / "results" / f"{BENCHMARK}-{args.profile}"
+    similarities = {}
+    for rule in CHAMFER_RULES:
+        for name, speeds in ((rule, None), (f"{rule}{SPEEDS_SUFFIX}", variants)):
+            method = Method(f"ausil-{args.version}-{name}", "ausil", "released", str(store), str(released),
+                            speeds_dir=None if speeds is None else str(speeds), variant_penalty=penalty,
+                            chamfer_rule=rule)
+            scored = score_method(method, bench, output / f"{method.name}.json", workers=2)
+            similarities[name] = scored.similarities
+            print(f"{method.name}: {'reused' if scored.reused else 'scored'}", flush=True)
+
+    table = breakdown_table(similarities, bench, "family")
+    table.insert(0, "speed-changed", speed_changed_maps(similarities, bench))
+    table.insert(0, "mAP", pd.Series({n: evaluate_benchmark(s, bench).mean_ap for n, s in similarities.items()}))
+    table.index.name = "rule"
+    rule = choose(table)
+    pd.set_option("display.width", 200)
+    print(f"\nDAVR-dev {args.profile} ({len(bench.query_ids)} queries, {len(bench.database_ids)} database videos), "
+          f"{args.version}, {SPEEDS_PER_OCTAVE} speeds per octave:")
+    print(table.round(4).to_string())
+    print(f"\nchosen: {rule}")
+    if args.write:
+        figures = {name: {"mAP": round(float(row["mAP"]), 4), "speed-changed": round(float(row["speed-changed"]), 4)}
+                   for name, row in table.iterrows()}
+        record_chamfer_rule(released, rule, {
+            "benchmark": f"{BENCHMARK} {args.profile}", "by": "mAP with speed hypotheses, then speed-changed mAP",
+            "figures": figures, "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        })
+        (released / CARD_DIR).mkdir(exist_ok=True)
+        table.round(4).to_csv(released / CARD_DIR / CHAMFER_RULE_TABLE)
+        print(f"recorded {rule} in {released}; measure the card again (benchmarks/released_model.py --write-card)")
+    print(f"done in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

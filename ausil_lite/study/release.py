@@ -8,7 +8,9 @@ triplets), with the learning curves in the version's ``card/`` folder for the mo
 (:mod:`ausil_lite.study.pipeline`) pointed at the corpus instead of DAVR-mini's training tracks, so both resume the
 same way: kill it at any moment and rerun the command; a finished step is reused. Progress (steps, loss,
 time left) shows in the terminal; learning curves go to CSV beside the checkpoints (``loss.csv``,
-``learning_curve.csv`` under ``data_root()/models/release/<version>``).
+``learning_curve.csv`` under ``data_root()/models/release/<version>``). The export scores by the ``query`` chamfer
+rule, as the network trained; ``benchmarks/chamfer_rule.py --write`` then chooses the rule on DAVR-dev and
+``benchmarks/released_model.py --write-card`` measures the model as it will score.
 
 The sizes (:data:`RELEASE_SIZES`) are what fits one working session on 2 CPU cores. The ``full`` profile's
 self-supervised length (20 epochs of 200 steps of 32 pairs) costs about 4 s a step here, 4.5 hours; ``--epochs``

@@ -25,18 +25,17 @@ import time
 from datetime import datetime, timezone
 
 import pandas as pd
-from released_model import SPEEDS_PER_OCTAVE, extract
+from released_model import SPEEDS_PER_OCTAVE, ausil_methods, extract
 
 from ausil_lite.datasets.davr_mini import BuildRequest, load_davr_mini
 from ausil_lite.descriptors.extraction import ExtractionConfig
-from ausil_lite.descriptors.speeds import model_variant_penalty
 from ausil_lite.evaluation.breakdown import breakdown_table
 from ausil_lite.evaluation.protocol import evaluate_benchmark
 from ausil_lite.models.export import record_chamfer_rule
 from ausil_lite.models.released import CARD_DIR, CHAMFER_RULE_TABLE, RELEASED_VERSION, version_dir
 from ausil_lite.paths import data_root
 from ausil_lite.similarity.chamfer import CHAMFER_RULES
-from ausil_lite.study.method_scores import SPEEDS_SUFFIX, Method, score_method
+from ausil_lite.study.method_scores import SPEEDS_SUFFIX, score_method
 from ausil_lite.study.results_chapters import speed_changed_maps
 
 BENCHMARK = "davr-dev"
@@ -63,16 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     released = version_dir(args.version)
     store, variants = extract(bench, data_root() / "features" / f"{BENCHMARK}-{args.profile}" / args.version,
                               ExtractionConfig(backbone="released", model_version=args.version), True)
-    penalty = model_variant_penalty(released)
     output = data_root() / "results" / f"{BENCHMARK}-{args.profile}"
     similarities = {}
     for rule in CHAMFER_RULES:
-        for name, speeds in ((rule, None), (f"{rule}{SPEEDS_SUFFIX}", variants)):
-            method = Method(f"ausil-{args.version}-{name}", "ausil", "released", str(store), str(released),
-                            speeds_dir=None if speeds is None else str(speeds), variant_penalty=penalty,
-                            chamfer_rule=rule)
+        for method in ausil_methods(args.version, store, variants, released, "released", rule=rule):
             scored = score_method(method, bench, output / f"{method.name}.json", workers=2)
-            similarities[name] = scored.similarities
+            similarities[method.name.removeprefix(f"ausil-{args.version}-")] = scored.similarities
             print(f"{method.name}: {'reused' if scored.reused else 'scored'}", flush=True)
 
     table = breakdown_table(similarities, bench, "family")

@@ -59,8 +59,8 @@ from tqdm import tqdm
 
 from ausil_lite.config import git_commit
 from ausil_lite.datasets import transforms as T
-from ausil_lite.datasets.corpus import DEV_SOURCES
 from ausil_lite.datasets.benchmark import Benchmark, read_annotation_json, write_annotation_json, write_id_list
+from ausil_lite.datasets.corpus import DEV_SOURCES
 from ausil_lite.datasets.media import write_media
 from ausil_lite.datasets.repeats import RepeatFinder
 from ausil_lite.datasets.sources import (

@@ -24,7 +24,7 @@ from ausil_lite.digests import verify_sha256sums, write_sha256sums
 from ausil_lite.learning.triplets import TripletSource
 from ausil_lite.models.released import BACKBONE_FILE, MODEL_FILES
 from ausil_lite.paths import REPO_ROOT, data_root
-from ausil_lite.similarity.chamfer import CHAMFER_RULES
+from ausil_lite.similarity.chamfer import check_chamfer_rule
 from ausil_lite.similarity.model import CHAMFER_RULE_KEY, CONFIG_FILE, WEIGHTS_FILE, WHITENING_FILE, AuSiL, load_model, read_provenance
 
 MAX_BYTES = 40 * 2**20
@@ -147,8 +147,7 @@ def record_chamfer_rule(folder: str | Path, rule: str, chosen_on: dict) -> Path:
     ``config.json``, with what it was chosen on (``chosen_on``: plain JSON, e.g. the development benchmark and the
     figures of every rule), and renew ``SHA256SUMS``. The card's stamp then no longer matches: the evaluation
     must be measured again with the rule the model now scores by."""
-    if rule not in CHAMFER_RULES:
-        raise ValueError(f"unknown chamfer rule {rule!r}; choose one of {sorted(CHAMFER_RULES)}")
+    check_chamfer_rule(rule)
     folder = Path(folder)
     verify_sha256sums(folder, list(MODEL_FILES))
     record = read_provenance(folder)

@@ -46,6 +46,13 @@ CHAMFER_RULES = {
 """How a refined map becomes one video-level score (:func:`directed_chamfer`); a model records its rule."""
 
 
+def check_chamfer_rule(rule: str) -> str:
+    """``rule`` when it is a key of :data:`CHAMFER_RULES`; otherwise a ``ValueError`` naming the rules."""
+    if rule not in CHAMFER_RULES:
+        raise ValueError(f"unknown chamfer rule {rule!r}; choose one of {sorted(CHAMFER_RULES)}")
+    return rule
+
+
 def directed_chamfer(
     sim: torch.Tensor, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None, rule: str = "query"
 ) -> torch.Tensor:
@@ -55,10 +62,8 @@ def directed_chamfer(
     takes the mean of the two. A crop of the query scores low the first way (most query rows find nothing) and
     high the second, so a model whose rule is ``symmetric`` ranks partial copies with whole ones.
     """
-    if rule not in CHAMFER_RULES:
-        raise ValueError(f"unknown chamfer rule {rule!r}; choose one of {sorted(CHAMFER_RULES)}")
     forward = chamfer_similarity(sim, rows, cols)
-    if rule == "query":
+    if check_chamfer_rule(rule) == "query":
         return forward
     return (forward + chamfer_similarity(sim.transpose(-1, -2), cols, rows)) / 2
 

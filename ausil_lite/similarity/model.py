@@ -22,7 +22,7 @@ from ausil_lite.descriptors.attention import AttentionWeighting
 from ausil_lite.descriptors.whitening import PCAWhitening
 from ausil_lite.digests import SUMS_FILE, verify_sha256sums
 from ausil_lite.errors import InputError
-from ausil_lite.similarity.chamfer import CHAMFER_RULES, directed_chamfer
+from ausil_lite.similarity.chamfer import CHAMFER_RULES, check_chamfer_rule, directed_chamfer
 from ausil_lite.similarity.comparator import VideoComparator, pooled_size
 from ausil_lite.similarity.matrix import query_similarity_batch, similarity_matrix
 
@@ -68,9 +68,8 @@ class AuSiL(nn.Module):
         chamfer_rule: str = "query",
     ):
         super().__init__()
-        if chamfer_rule not in CHAMFER_RULES:
-            raise ValueError(f"unknown chamfer rule {chamfer_rule!r}; choose one of {sorted(CHAMFER_RULES)}")
-        self.chamfer_rule = chamfer_rule  # training always learns with "query"; a model folder may record another
+        # training always learns with "query"; a model folder may record another
+        self.chamfer_rule = check_chamfer_rule(chamfer_rule)
         dim = whitening.projection.shape[1]
         self.whitening = whitening.requires_grad_(False)
         self.attention = attention if attention is not None else AttentionWeighting(dim)

@@ -40,7 +40,7 @@ from ausil_lite.evaluation.protocol import evaluate_benchmark
 from ausil_lite.models.released import (CARD_DIR, EVALUATION_FILE, EVALUATION_TABLE, RELEASED_VERSION, TARGETS_TABLE,
                                         available_versions, version_dir, weights_stamp)
 from ausil_lite.paths import data_root
-from ausil_lite.similarity.model import load_model
+from ausil_lite.similarity.model import model_chamfer_rule
 from ausil_lite.study.method_scores import SPEEDS_SUFFIX, Method, score_method
 from ausil_lite.study.results_chapters import speed_changed_maps, target_checks
 
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     methods: list[Method] = []
     store, variants = extract(bench, features / args.version, ExtractionConfig(backbone="released", model_version=args.version), True)
     methods += ausil_methods(args.version, store, variants, released, "released")
-    if load_model(released, "cpu").chamfer_rule != "query":  # what the rule chosen on DAVR-dev changes here
+    if model_chamfer_rule(released) != "query":  # what the rule chosen on DAVR-dev changes here
         methods += ausil_methods(args.version, store, variants, released, "released", rule="query")
     methods.append(Method(f"chamfer-{args.version}", "chamfer", "released", str(store)))
     if args.float32 and (source := float32_source(released)) is not None:

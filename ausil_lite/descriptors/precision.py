@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import torch
 
-from ausil_lite.descriptors.backbone import KumarCNN, default_device
+from ausil_lite.descriptors.backbone import KumarCNN, resolve_device
 
 PRECISIONS = ("float32", "bfloat16")
 
@@ -54,7 +54,7 @@ def default_precision(backbone: str, device: str | None) -> str:
     """
     if backbone != "released":
         return "float32"
-    on_cpu = (torch.device(device) if device is not None else default_device()).type == "cpu"  # as load_backbone places it
+    on_cpu = resolve_device(device).type == "cpu"  # as load_backbone places it
     return "bfloat16" if on_cpu and native_bfloat16() and compiler_found() else "float32"
 
 

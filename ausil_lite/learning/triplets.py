@@ -38,6 +38,7 @@ from tqdm import tqdm
 from ausil_lite.config import config_from_dict, git_commit
 from ausil_lite.descriptors.attention import AttentionWeighting
 from ausil_lite.descriptors.audio import peak_normalise
+from ausil_lite.descriptors.backbone import resolve_device
 from ausil_lite.descriptors.whitening import PCAWhitening
 from ausil_lite.errors import SilentAudioError
 from ausil_lite.similarity.comparator import pooled_size
@@ -390,7 +391,7 @@ def train(
     """
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(config.device)
     checkpoint_path = model_dir / CHECKPOINT_FILE
 
     checkpoint, digest = None, source.digest()

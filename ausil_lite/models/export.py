@@ -25,7 +25,8 @@ from ausil_lite.learning.triplets import TripletSource
 from ausil_lite.models.released import BACKBONE_FILE, MODEL_FILES
 from ausil_lite.paths import REPO_ROOT, data_root
 from ausil_lite.similarity.chamfer import check_chamfer_rule
-from ausil_lite.similarity.model import CHAMFER_RULE_KEY, CONFIG_FILE, WEIGHTS_FILE, WHITENING_FILE, AuSiL, load_model, read_provenance
+from ausil_lite.similarity.model import (CHAMFER_RULE_KEY, WEIGHTS_FILE, WHITENING_FILE, AuSiL, load_model, read_provenance,
+                                         write_provenance)
 
 MAX_BYTES = 40 * 2**20
 """A released version folder may not exceed this (bytes): it lives in the repository."""
@@ -126,12 +127,12 @@ def export_released_model(
     for key in (PENALTY_KEY, CHAMFER_RULE_KEY):
         if source_record.get(key) is not None:
             record[key] = source_record[key]
-    (tmp / CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_provenance(tmp, record)
     if calibration is not None:  # measured on the weights as shipped, float16 and cut whitening included
         record[PENALTY_KEY] = calibrate_variant_penalty(load_model(tmp, "cpu"), calibration)
         record["calibration"] = {"variant_penalty": record[PENALTY_KEY], "pairs": len(calibration.pairs),
                                  "negatives": len(calibration.negatives)}
-        (tmp / CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        write_provenance(tmp, record)
     write_sha256sums(tmp, list(MODEL_FILES))
     size = sum(p.stat().st_size for p in tmp.iterdir())
     if size > MAX_BYTES:
@@ -153,6 +154,6 @@ def record_chamfer_rule(folder: str | Path, rule: str, chosen_on: dict) -> Path:
     record = read_provenance(folder)
     record[CHAMFER_RULE_KEY] = rule
     record["chamfer_rule_choice"] = json.loads(json.dumps(chosen_on))
-    (folder / CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_provenance(folder, record)
     write_sha256sums(folder, list(MODEL_FILES))
     return folder

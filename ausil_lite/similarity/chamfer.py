@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ausil_lite.descriptors.backbone import resolve_device
 from ausil_lite.similarity.matrix import query_similarity_batch
 
 
@@ -85,7 +86,7 @@ class ChamferScorer:
         embed: Callable[[torch.Tensor], torch.Tensor] | None = None,
         name: str = "chamfer",
     ):
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         self.embed = embed
         self.name = name
 

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ausil_lite.descriptors.attention import AttentionWeighting
+from ausil_lite.descriptors.backbone import resolve_device
 from ausil_lite.descriptors.whitening import PCAWhitening
 from ausil_lite.digests import SUMS_FILE, verify_sha256sums
 from ausil_lite.errors import InputError
@@ -152,7 +153,7 @@ class AuSiL(nn.Module):
         state = {"attention": self.attention.state_dict(), "comparator": self.comparator.state_dict()}
         torch.save(state, directory / WEIGHTS_FILE)
         self.whitening.save(directory / WHITENING_FILE)
-        (directory / CONFIG_FILE).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
+        write_provenance(directory, provenance)
         return directory
 
 
@@ -170,10 +171,8 @@ def load_model(directory: str | Path, device: str | torch.device | None = None) 
     for name in (WEIGHTS_FILE, WHITENING_FILE, CONFIG_FILE):
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory / name}: missing; not a model directory written by ausil-lite")
-    rule = read_provenance(directory).get(CHAMFER_RULE_KEY, "query")
-    if rule not in CHAMFER_RULES:
-        raise InputError(f"{directory / CONFIG_FILE}: {CHAMFER_RULE_KEY} must be one of {sorted(CHAMFER_RULES)}, got {rule!r}")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    rule = model_chamfer_rule(directory)
+    device = resolve_device(device)
     whitening = PCAWhitening.load(directory / WHITENING_FILE)
     model = AuSiL(whitening, chamfer_rule=rule)
     state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
@@ -185,3 +184,19 @@ def load_model(directory: str | Path, device: str | torch.device | None = None) 
 def read_provenance(directory: str | Path) -> dict:
     """The record stored with a model: resolved training config, seed, git commit."""
     return json.loads((Path(directory) / CONFIG_FILE).read_text(encoding="utf-8"))
+
+
+def write_provenance(directory: str | Path, record: dict) -> None:
+    """Store ``record`` as the model folder's ``config.json`` (what :func:`read_provenance` reads)."""
+    (Path(directory) / CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+def model_chamfer_rule(directory: str | Path) -> str:
+    """The chamfer rule a model folder scores by (:data:`CHAMFER_RULE_KEY` of its ``config.json``; ``query``, the
+    original rule, when it records none), read without loading the weights. A value that is no rule raises
+    :class:`InputError` naming the file."""
+    rule = read_provenance(directory).get(CHAMFER_RULE_KEY, "query")
+    if rule not in CHAMFER_RULES:
+        raise InputError(f"{Path(directory) / CONFIG_FILE}: {CHAMFER_RULE_KEY} must be one of {sorted(CHAMFER_RULES)}, "
+                         f"got {rule!r}")
+    return rule

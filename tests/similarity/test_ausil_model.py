@@ -4,7 +4,7 @@ import torch
 
 from ausil_lite.descriptors.whitening import PCAWhitening
 from ausil_lite.errors import InputError
-from ausil_lite.similarity.model import AuSiL, load_model, read_provenance, repeat_short
+from ausil_lite.similarity.model import AuSiL, load_model, model_chamfer_rule, read_provenance, repeat_short
 
 DIM = 24
 
@@ -91,8 +91,10 @@ def test_a_model_scores_by_the_chamfer_rule_its_folder_records(model, tmp_path):
     symmetric.save(tmp_path / "s", {"seed": 0})
     loaded = load_model(tmp_path / "s", "cpu")
     assert loaded.chamfer_rule == "symmetric" and loaded.similarity(query, crop) == pytest.approx(symmetric.similarity(query, crop))
+    (tmp_path / "s" / "model.pt").unlink()  # the rule is read from config.json alone, no weights loaded
+    assert model_chamfer_rule(tmp_path / "s") == "symmetric" and model_chamfer_rule(tmp_path / "q") == "query"
     (tmp_path / "s" / "config.json").write_text('{"chamfer_rule": "longest"}')
     with pytest.raises(InputError, match=r"s/config.json: chamfer_rule must be one of \['query', 'symmetric'\], got 'longest'"):
-        load_model(tmp_path / "s", "cpu")
+        model_chamfer_rule(tmp_path / "s")
     with pytest.raises(ValueError, match="unknown chamfer rule"):
         AuSiL(model.whitening, chamfer_rule="longest")

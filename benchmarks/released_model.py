@@ -11,7 +11,9 @@ the card shows what a version's larger corpus bought), plays every query at the 
 
 * one row per method: mAP (FIVR protocol, ``keep``), speed-changed mAP, and mAP per transformation family;
 * the targets: the released model with speed hypotheses at mAP >= 0.97, at least every baseline on every family,
-  and >= 0.95 on speed-changed duplicates.
+  and >= 0.95 on speed-changed duplicates;
+* where the non-duplicates that outrank the released model's duplicates come from: another moment of the query's
+  own track, or another track (``card/outranking.csv``).
 
 Everything it computes stays under the data root and is reused on a rerun (feature stores resume, similarity files
 are kept until their inputs change). ``--write-card`` also writes the table into the released model's card folder
@@ -35,10 +37,10 @@ from ausil_lite.datasets.davr_mini import BuildRequest, load_davr_mini
 from ausil_lite.descriptors.extraction import ExtractionConfig
 from ausil_lite.descriptors.speeds import extract_speed_variants, model_variant_penalty, speed_grid
 from ausil_lite.descriptors.store import FeatureStore, extract_videos
-from ausil_lite.evaluation.breakdown import breakdown_table
+from ausil_lite.evaluation.breakdown import breakdown_table, outranking_sources
 from ausil_lite.evaluation.protocol import evaluate_benchmark
-from ausil_lite.models.released import (CARD_DIR, EVALUATION_FILE, EVALUATION_TABLE, RELEASED_VERSION, TARGETS_TABLE,
-                                        available_versions, version_dir, weights_stamp)
+from ausil_lite.models.released import (CARD_DIR, EVALUATION_FILE, EVALUATION_TABLE, OUTRANKING_TABLE, RELEASED_VERSION,
+                                        TARGETS_TABLE, available_versions, version_dir, weights_stamp)
 from ausil_lite.paths import data_root
 from ausil_lite.similarity.model import model_chamfer_rule
 from ausil_lite.study.method_scores import SPEEDS_SUFFIX, Method, score_method
@@ -166,11 +168,15 @@ def main(argv: list[str] | None = None) -> int:
     print(table.round(3).to_string())
     print(f"\ntargets for {best} (baselines: {', '.join(baselines)}):")
     print(targets.to_string())
+    outranking = outranking_sources(similarities[best], bench)
+    print(f"\nwhere the non-duplicates that outrank {best}'s duplicates come from:")
+    print(outranking.to_string())
     if args.write_card:
         card = released / CARD_DIR
         card.mkdir(exist_ok=True)
         table.round(4).to_csv(card / EVALUATION_TABLE)
         targets.to_csv(card / TARGETS_TABLE)
+        outranking.to_csv(card / OUTRANKING_TABLE)
         (card / EVALUATION_FILE).write_text(json.dumps({
             "benchmark": f"davr-unseen {args.profile}", "queries": len(bench.query_ids),
             "database": len(bench.database_ids), "duplicate_pairs": sum(len(bench.relevant(q)) for q in bench.query_ids),

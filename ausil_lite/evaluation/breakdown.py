@@ -246,3 +246,42 @@ def missed_duplicates(
     order = [FAMILIES.index(f) if f in FAMILIES else len(FAMILIES) for f in missed["family"]]
     missed = missed.assign(_order=order).sort_values(["_order", focus], kind="stable").drop(columns="_order")
     return missed.reset_index(drop=True)
+
+
+OWN_TRACK, OTHER_TRACKS = "the query's own track", "other tracks"
+
+
+def outranking_sources(similarities: Similarities, benchmark: Benchmark, table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Where the non-duplicates that outrank a duplicate were cut from: the query's own source track (another
+    moment of the same recording: the builder's hard negatives, and other queries' copies of that track) or
+    another track, beside how common each source is among all non-duplicates.
+
+    Rows :data:`OWN_TRACK` and :data:`OTHER_TRACKS`; columns ``non-duplicates`` (summed over the queries),
+    ``outranking`` ((duplicate, non-duplicate) pairs in which the non-duplicate scores at least as high: what
+    :func:`duplicate_ranks` counts) and ``duplicates outranked`` (duplicates that at least one non-duplicate from
+    that source outranks). Needs the item table's ``track`` column.
+    """
+    table = benchmark.table if table is None else table
+    if table is None or "track" not in table.columns:
+        raise ValueError(f"{benchmark.name}: no item table with a 'track' column to tell where non-duplicates come from")
+    track = table.set_index("id")["track"].to_dict()
+    dataset = set(benchmark.query_ids) | set(benchmark.database_ids)
+    counts = {source: {"non-duplicates": 0, "outranking": 0, "duplicates outranked": 0}
+              for source in (OWN_TRACK, OTHER_TRACKS)}
+    for query in benchmark.query_ids:
+        positives = benchmark.relevant(query, (benchmark.primary_label,))
+        results = similarities.get(query, {})
+        negatives = {other: OWN_TRACK if track.get(other) == track.get(query) else OTHER_TRACKS
+                     for other in dataset if other != query and other not in positives}
+        for source in negatives.values():
+            counts[source]["non-duplicates"] += 1
+        for video in positives:
+            if video not in results:
+                continue
+            ahead = [negatives[other] for other, sim in results.items() if other in negatives and sim >= results[video]]
+            for source in (OWN_TRACK, OTHER_TRACKS):
+                counts[source]["outranking"] += ahead.count(source)
+                counts[source]["duplicates outranked"] += source in ahead
+    frame = pd.DataFrame.from_dict(counts, orient="index")
+    frame.index.name = "source"
+    return frame

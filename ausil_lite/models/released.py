@@ -52,7 +52,10 @@ EVALUATION_TABLE = "evaluation.csv"
 """In ``card/``: one row per method, mAP overall, on speed-changed copies and per transformation family."""
 TARGETS_TABLE = "targets.csv"
 """In ``card/``: the released model's targets, each with its measured value and whether it is met."""
-CARD_EVALUATION_FILES = (EVALUATION_FILE, EVALUATION_TABLE, TARGETS_TABLE)
+OUTRANKING_TABLE = "outranking.csv"
+"""In ``card/``: where the non-duplicates that outrank the released model's duplicates come from (the query's own
+track or another), beside how common each source is (:func:`ausil_lite.evaluation.breakdown.outranking_sources`)."""
+CARD_EVALUATION_FILES = (EVALUATION_FILE, EVALUATION_TABLE, TARGETS_TABLE, OUTRANKING_TABLE)
 """The card files an evaluation writes (the learning curves are the training's, written on export)."""
 CORPUS_TABLE = "corpus.csv"
 """In ``card/``: the training corpus (package, kind, licence, tracks, hours), written when a version is exported."""

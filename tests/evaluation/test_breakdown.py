@@ -8,6 +8,8 @@ import pytest
 
 from ausil_lite.datasets.benchmark import Benchmark
 from ausil_lite.evaluation.breakdown import (
+    OTHER_TRACKS,
+    OWN_TRACK,
     bin_factor,
     breakdown,
     breakdown_table,
@@ -15,6 +17,7 @@ from ausil_lite.evaluation.breakdown import (
     duplicate_ranks,
     group_sizes,
     missed_duplicates,
+    outranking_sources,
     positive_groups,
     subset_map,
 )
@@ -161,3 +164,15 @@ def test_missed_duplicates_lists_what_the_focus_misses_with_every_rank():
     assert missed_duplicates({"model": perfect}, bench, "model").empty
     with pytest.raises(ValueError, match="not among"):
         missed_duplicates({"model": SIMS}, bench, "best")
+
+
+def test_outranking_sources_tells_the_querys_own_track_from_other_tracks():
+    table = make_benchmark().table.assign(track=["t1", "t2", "t1", "t1", "t1", "t2", "t2", "t3", "t1"])
+    sources = outranking_sources(SIMS, make_benchmark(table))
+    # q1 (track t1): non-duplicates q2, d, e (t2), n1 (t3) and n2 (its own t1). a is outranked by nothing, b by n1,
+    # c by n1 and n2. q2 (t2): non-duplicates q1, a, b, c, n2 (t1) and n1 (t3), all from other tracks; e is
+    # outranked by q1, d by q1 and n1.
+    assert sources.loc[OWN_TRACK].to_dict() == {"non-duplicates": 1, "outranking": 1, "duplicates outranked": 1}
+    assert sources.loc[OTHER_TRACKS].to_dict() == {"non-duplicates": 10, "outranking": 5, "duplicates outranked": 4}
+    with pytest.raises(ValueError, match="'track' column"):
+        outranking_sources(SIMS, make_benchmark())

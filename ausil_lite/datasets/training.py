@@ -15,6 +15,11 @@ Tracks may form *groups* (``train.csv``'s optional ``group`` column): renders of
 soundfonts (:mod:`ausil_lite.datasets.renders`) are the same music but not the same recording. A group's
 tracks are never mixed into each other's positives, and :meth:`TrainingPool.draw_sibling` cuts the same
 moment from another track of the group: a hard negative. A track without a group is a group of its own.
+
+:meth:`TrainingPool.draw_elsewhere` cuts another moment of a clip's own track, away from the clip's window and
+from every stretch that repeats it (:func:`ausil_lite.datasets.repeats.find_repeats`): the benchmarks' hard
+negatives are of that kind (another passage of the query's own recording), and on DAVR-unseen they are most of
+what outranks ausil-lite-v2's duplicates.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import numpy as np
 
 from ausil_lite.datasets import transforms as T
 from ausil_lite.datasets.archive_members import recording_exists
+from ausil_lite.datasets.repeats import RATE as REPEAT_RATE, find_repeats
 from ausil_lite.datasets.sources import SourcePoolError, read_window
 from ausil_lite.descriptors.audio import SAMPLE_RATE
 
@@ -106,6 +112,29 @@ class TrainingPool:
         track = siblings[int(rng.integers(len(siblings)))]
         start = min(clip.start_s, max(track.duration_s - 1.0, 0.0))
         length = min(clip.samples.size / SAMPLE_RATE, track.duration_s - start)
+        return Clip(read_window(track.path, start, length, SAMPLE_RATE), track.id, start)
+
+    def draw_elsewhere(self, rng: np.random.Generator, clip: Clip) -> Clip | None:
+        """Another moment of ``clip``'s own track, as long as ``clip``, overlapping neither its window nor any
+        stretch that repeats it (a loop would hold the clip's audio). None when the track has no such room.
+
+        Draws from ``rng`` only when there is room."""
+        track = next(t for t in self.tracks if t.id == clip.track)
+        length = clip.samples.size / SAMPLE_RATE
+        latest = track.duration_s - length
+        if latest <= 0:
+            return None
+        audio = read_window(track.path, 0.0, track.duration_s, REPEAT_RATE).astype(np.float64)
+        taken = [(clip.start_s, clip.start_s + length), *find_repeats(audio, clip.start_s, length)]
+        # starts whose window would overlap a taken stretch [a, b): (a - length, b)
+        free = [(0.0, latest)]
+        for a, b in taken:
+            free = [piece for lo, hi in free for piece in ((lo, min(hi, a - length)), (max(lo, b), hi)) if piece[1] > piece[0]]
+        if not free:
+            return None
+        sizes = np.array([hi - lo for lo, hi in free])
+        lo, hi = free[int(rng.choice(len(free), p=sizes / sizes.sum()))]
+        start = round(float(rng.uniform(lo, hi)), 3)
         return Clip(read_window(track.path, start, length, SAMPLE_RATE), track.id, start)
 
     def draw_pair(

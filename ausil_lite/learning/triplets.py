@@ -85,13 +85,18 @@ class TripletSource:
     """Training descriptors: (anchor, positive) pairs and a pool of negatives, each (N, 2528) float32.
 
     ``pair_groups``/``negative_groups`` (optional) name the source recording of each pair and each
-    negative: a negative never serves an anchor of its own group (it could be a duplicate of it).
+    negative: a negative never serves an anchor of its own group (it could be a duplicate of it), except
+    where ``negative_owners`` (optional, with the groups) names that anchor: another moment of the anchor's own
+    recording, cut for that pair (:meth:`ausil_lite.datasets.training.TrainingPool.draw_elsewhere`) away from its
+    window and the window's repeats. It serves its owner and every anchor of another group, never another anchor
+    of its recording, whose window it may hold. -1: no owner.
     """
 
     pairs: Sequence[tuple[np.ndarray, np.ndarray]]
     negatives: Sequence[np.ndarray]
     pair_groups: Sequence[str] | None = None
     negative_groups: Sequence[str] | None = None
+    negative_owners: Sequence[int] | None = None
 
     def __post_init__(self) -> None:
         if not self.pairs or not self.negatives:
@@ -102,6 +107,8 @@ class TripletSource:
             len(self.pair_groups) != len(self.pairs) or len(self.negative_groups) != len(self.negatives)
         ):
             raise ValueError("one group per pair and one per negative")
+        if self.negative_owners is not None and (self.pair_groups is None or len(self.negative_owners) != len(self.negatives)):
+            raise ValueError("negative_owners needs the groups and one owner (-1 for none) per negative")
         for i, (anchor, _) in enumerate(self.pairs):
             if len(anchor) < MIN_QUERY_SEGMENTS:
                 raise ValueError(f"anchor {i} has {len(anchor)} segments; the comparator needs {MIN_QUERY_SEGMENTS}")
@@ -118,13 +125,31 @@ class TripletSource:
             h.update(np.ascontiguousarray(x, dtype=np.float32).tobytes())
             h.update(str(len(x)).encode())
         h.update(repr((self.pair_groups, self.negative_groups)).encode())
+        if self.negative_owners is not None:  # sources without owners keep the digests their checkpoints hold
+            h.update(repr(list(self.negative_owners)).encode())
         return h.hexdigest()
 
     def allowed_negatives(self) -> np.ndarray:
         """(pairs, negatives) bool: which negatives may serve which anchor."""
         if self.pair_groups is None:
             return np.ones((len(self.pairs), len(self.negatives)), dtype=bool)
-        return np.asarray(self.pair_groups)[:, None] != np.asarray(self.negative_groups)[None, :]
+        allowed = np.asarray(self.pair_groups)[:, None] != np.asarray(self.negative_groups)[None, :]
+        if self.negative_owners is not None:
+            allowed |= np.asarray(self.negative_owners)[None, :] == np.arange(len(self.pairs))[:, None]
+        return allowed
+
+    def concat(self, other: TripletSource) -> TripletSource:
+        """This source's pairs and negatives followed by ``other``'s (both grouped), owners renumbered."""
+        if self.pair_groups is None or other.pair_groups is None:
+            raise ValueError("only grouped sources can be joined")
+        owners = None
+        if self.negative_owners is not None or other.negative_owners is not None:
+            mine = list(self.negative_owners) if self.negative_owners is not None else [-1] * len(self.negatives)
+            theirs = list(other.negative_owners) if other.negative_owners is not None else [-1] * len(other.negatives)
+            owners = mine + [o + len(self.pairs) if o >= 0 else -1 for o in theirs]
+        return TripletSource(list(self.pairs) + list(other.pairs), list(self.negatives) + list(other.negatives),
+                             list(self.pair_groups) + list(other.pair_groups),
+                             list(self.negative_groups) + list(other.negative_groups), owners)
 
 
 def save_triplet_source(source: TripletSource, path: str | Path) -> Path:
@@ -134,6 +159,8 @@ def save_triplet_source(source: TripletSource, path: str | Path) -> Path:
     if source.pair_groups is not None:
         groups = {"pair_groups": np.asarray(source.pair_groups, dtype=str),
                   "negative_groups": np.asarray(source.negative_groups, dtype=str)}
+    if source.negative_owners is not None:
+        groups["negative_owners"] = np.asarray(source.negative_owners, dtype=np.int64)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, segments=np.concatenate(videos), lengths=np.array([len(v) for v in videos]),
@@ -147,8 +174,9 @@ def load_triplet_source(path: str | Path) -> TripletSource:
         n = 2 * int(data["n_pairs"])
         groups = ([str(g) for g in data["pair_groups"]], [str(g) for g in data["negative_groups"]]) \
             if "pair_groups" in data else (None, None)
+        owners = [int(o) for o in data["negative_owners"]] if "negative_owners" in data else None
     pairs = [(videos[i], videos[i + 1]) for i in range(0, n, 2)]
-    return TripletSource(pairs, videos[n:], *groups)
+    return TripletSource(pairs, videos[n:], *groups, owners)
 
 
 Drawn = TypeVar("Drawn")
@@ -169,7 +197,7 @@ def redraw_silent(draw: Callable[[], Drawn]) -> Drawn:
 
 def triplet_source_from_pool(
     pool, extractor, pairs: int, negatives: int, duration_s: float, seed: int, families: Sequence[str] | None = None,
-    progress: bool = False,
+    progress: bool = False, same_track: bool = False,
 ) -> tuple[TripletSource, list[dict]]:
     """Training descriptors from a :class:`ausil_lite.datasets.training.TrainingPool` (training tracks only).
 
@@ -178,7 +206,10 @@ def triplet_source_from_pool(
     through ``extractor.from_waveform``. Anchors also join the negative pool, and so does, for an anchor
     whose track has siblings (renders of one score), the same moment of a sibling: the hardest negative,
     the same music in another recording. Groups (source track ids) keep a clip from being the negative
-    of an anchor cut from the same track. Returns the source and the transformation record of each pair.
+    of an anchor cut from the same track. ``same_track``: each anchor also gets another moment of its own track
+    (:meth:`~ausil_lite.datasets.training.TrainingPool.draw_elsewhere`), a negative for that anchor alone among
+    the anchors of its track (``TripletSource.negative_owners``); a silent one is skipped.
+    Returns the source and the transformation record of each pair.
     A clip silent throughout (a pause in a sound effect) is drawn again (:func:`redraw_silent`). ``progress``
     shows a bar of clips drawn (minutes of silence would look like a stuck study on a slow machine).
     """
@@ -200,7 +231,8 @@ def triplet_source_from_pool(
         return clip, normalised(clip)
 
     pair_list, records, anchor_groups, siblings, sibling_groups = [], [], [], [], []
-    for _ in range(pairs):
+    elsewhere, elsewhere_groups, elsewhere_owners = [], [], []
+    for index in range(pairs):
         anchor, anchor_wave, positive_wave, params = redraw_silent(draw_pair)
         pair_list.append((extractor.from_waveform(anchor_wave), extractor.from_waveform(positive_wave)))
         records.append({"track": anchor.track, "start_s": anchor.start_s, **params})
@@ -208,15 +240,27 @@ def triplet_source_from_pool(
         if (sibling := pool.draw_sibling(rng, anchor)) is not None:  # the same music, another recording
             siblings.append(extractor.from_waveform(normalised(sibling)))
             sibling_groups.append(sibling.track)
+        if same_track and (other := pool.draw_elsewhere(rng, anchor)) is not None:
+            try:
+                elsewhere.append(extractor.from_waveform(normalised(other)))
+            except SilentAudioError:  # a pause of the track: no negative for this anchor, and no redraw
+                pass
+            else:
+                elsewhere_groups.append(anchor.track)
+                elsewhere_owners.append(index)
         bar.update()
-    negative_list, negative_groups = [a for a, _ in pair_list] + siblings, anchor_groups + sibling_groups
+    negative_list = [a for a, _ in pair_list] + siblings + elsewhere
+    negative_groups = anchor_groups + sibling_groups + elsewhere_groups
     for _ in range(negatives):
         clip, wave = redraw_silent(draw_clip)
         negative_list.append(extractor.from_waveform(wave))
         negative_groups.append(clip.track)
         bar.update()
     bar.close()
-    return TripletSource(pair_list, negative_list, anchor_groups, negative_groups), records
+    owners = None
+    if same_track:
+        owners = [-1] * (len(pair_list) + len(siblings)) + elsewhere_owners + [-1] * negatives
+    return TripletSource(pair_list, negative_list, anchor_groups, negative_groups, owners), records
 
 
 def similarity_regularisation(logits: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:

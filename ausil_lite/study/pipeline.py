@@ -94,6 +94,9 @@ class PipelineConfig:
     train_negatives: int = 400  # further clips; the anchors serve as negatives too
     train_clip_s: float = 20.0
     speed_pairs: int = 0  # extra pairs whose positive is a speed change only (the random mix has few)
+    # each anchor also meets another moment of its own track as a negative (TrainingPool.draw_elsewhere): the
+    # benchmarks' hard negatives are of that kind, and ausil-lite-v2, trained without, confuses them with copies
+    same_track_negatives: bool = False
     # queries also played at speeds 0.7x-1.4x, this many steps per octave (ausil_lite.descriptors.speeds); 0: none
     speed_hypotheses: int = 10
     # AuSiL network (ausil_lite.learning.triplets.TrainingConfig)
@@ -291,6 +294,7 @@ def _source_key(config: PipelineConfig, extraction: ExtractionConfig, pool: Trai
     record = {
         "pairs": config.train_pairs, "negatives": config.train_negatives, "clip_s": config.train_clip_s,
         "speed_pairs": config.speed_pairs,
+        **({"same_track_negatives": True} if config.same_track_negatives else {}),  # earlier keys stay as they were
         "seed": config.seed, "extraction": {k: v for k, v in dataclasses.asdict(extraction).items()
                                             if k not in ("device", "batch_size")},
         # a track's group decides its sibling negatives; ungrouped tracks keep the keys they always had
@@ -317,23 +321,21 @@ def triplet_source(
     extractor = FeatureExtractor(extraction)
     source, records = triplet_source_from_pool(
         pool, extractor, config.train_pairs, config.train_negatives, config.train_clip_s, config.seed,
-        progress=log is not None,
+        progress=log is not None, same_track=config.same_track_negatives,
     )
     if config.speed_pairs:
         # a second draw (its own seed) of speed-changed positives; its anchors join the negatives
         extra, extra_records = triplet_source_from_pool(
             pool, extractor, config.speed_pairs, 0, config.train_clip_s, config.seed + 1, families=("speed",),
-            progress=log is not None,
+            progress=log is not None, same_track=config.same_track_negatives,
         )
-        source = TripletSource(
-            list(source.pairs) + list(extra.pairs), list(source.negatives) + list(extra.negatives),
-            list(source.pair_groups) + list(extra.pair_groups), list(source.negative_groups) + list(extra.negative_groups),
-        )
+        source = source.concat(extra)
         records += extra_records
     description = {
         "key": key, "pairs": len(source.pairs), "negatives": len(source.negatives), "clip_s": config.train_clip_s,
         "training_tracks": len(pool.tracks), "families": dict(sorted(Counter(r["family"] for r in records).items())),
         "speed_pairs": sum(1 for r in records if T.speed_factor(r, "speed") is not None),
+        **({"same_track_negatives": sum(o >= 0 for o in source.negative_owners)} if source.negative_owners else {}),
         "seconds": round(time.perf_counter() - started, 1),
     }
     save_triplet_source(source, path)

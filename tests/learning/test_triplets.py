@@ -143,7 +143,7 @@ def test_source_from_real_training_pool_with_transforms(tmp_path, capsys):
     source, records = triplet_source_from_pool(pool, extractor, pairs=2, negatives=2, duration_s=6.0, seed=0,
                                                families=("speed", "noise"), progress=True)
     err = capsys.readouterr().err  # a slow machine shows progress, not minutes of silence
-    assert "triplet clips" in err and "4/4" in err
+    assert "triplet clips" in err and "/4 [" in err  # of 4 clips (tqdm refreshes by time: the last count may not show)
     assert len(source.pairs) == 2 and len(source.negatives) == 4  # anchors join the negatives
     assert {r["family"] for r in records} <= {"speed", "noise"}
     assert source.pairs[0][0].shape[1] == 2528
@@ -169,3 +169,64 @@ def test_a_silent_draw_is_drawn_again_and_a_silent_pool_is_an_error():
     with pytest.raises(SilentAudioError, match="pause.ogg"):
         redraw_silent(silent)
     assert len(calls) == SILENT_REDRAWS
+
+
+def test_a_negative_cut_from_an_anchors_own_track_serves_that_anchor_alone_among_its_tracks_anchors(tmp_path):
+    rng = np.random.default_rng(6)
+    pairs = [(_song(rng, 8), _song(rng, 8)) for _ in range(3)]  # anchors 0 and 1 from track "t", 2 from "u"
+    negatives = [_song(rng, 8) for _ in range(3)]  # another moment of t cut for anchor 1; a clip of t; one of "v"
+    plain = TripletSource(pairs, negatives, ["t", "t", "u"], ["t", "t", "v"])
+    owned = dataclasses.replace(plain, negative_owners=[1, -1, -1])
+    assert owned.allowed_negatives().tolist() == [[False, False, True], [True, False, True], [True, True, True]]
+    assert plain.allowed_negatives()[1, 0] == False  # noqa: E712 - without an owner the same track is refused
+    assert owned.digest() != plain.digest() and plain.digest() == TripletSource(pairs, negatives, ["t", "t", "u"], ["t", "t", "v"]).digest()
+    loaded = load_triplet_source(save_triplet_source(owned, tmp_path / "s.npz"))
+    assert list(loaded.negative_owners) == [1, -1, -1] and loaded.digest() == owned.digest()
+    assert load_triplet_source(save_triplet_source(plain, tmp_path / "p.npz")).negative_owners is None
+    joined = owned.concat(owned)  # the second source's owners follow its pairs
+    assert list(joined.negative_owners) == [1, -1, -1, 4, -1, -1] and len(joined.pairs) == 6
+    assert list(plain.concat(owned).negative_owners) == [-1, -1, -1, 4, -1, -1] and plain.concat(plain).negative_owners is None
+    with pytest.raises(ValueError, match="owner"):
+        TripletSource(pairs, negatives, negative_owners=[1, -1, -1])
+
+
+def _noise_pool(tmp_path, looped: bool = False):
+    """Two 20-s tracks of noise (no stretch repeats another), or with ``looped`` the first one a 4-s loop."""
+    from ausil_lite.datasets.media import write_media
+    from ausil_lite.datasets.training import TrainingPool, TrainingTrack
+
+    rng = np.random.default_rng(7)
+    waves = [rng.normal(scale=0.2, size=20 * 16000).astype(np.float32) for _ in range(2)]
+    if looped:
+        waves[0] = np.tile(waves[0][: 4 * 16000], 5)
+    paths = [write_media(tmp_path / f"t{i}.wav", wave, 16000) for i, wave in enumerate(waves)]
+    return TrainingPool([TrainingTrack(f"t{i}", Path(path), 20.0) for i, path in enumerate(paths)])
+
+
+def test_another_moment_of_a_clips_track_avoids_its_window_and_its_repeats(tmp_path):
+    pool = _noise_pool(tmp_path)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        clip = pool.draw_clip(rng, 6.0)
+        other = pool.draw_elsewhere(rng, clip)
+        assert other.track == clip.track and other.samples.size == clip.samples.size
+        assert other.start_s + 6.0 <= clip.start_s or other.start_s >= clip.start_s + 6.0
+    (tmp_path / "loop").mkdir()
+    looped = _noise_pool(tmp_path / "loop", looped=True)
+    clip = next(c for c in (looped.draw_clip(rng, 6.0) for _ in range(50)) if c.track == "t0")
+    assert looped.draw_elsewhere(rng, clip) is None  # every other window repeats the clip's audio
+
+
+def test_same_track_negatives_join_the_source_owned_by_their_anchor(tmp_path):
+    from ausil_lite.descriptors.extraction import ExtractionConfig, FeatureExtractor
+
+    extractor = FeatureExtractor(ExtractionConfig(device="cpu"))
+    source, records = triplet_source_from_pool(_noise_pool(tmp_path), extractor, pairs=2, negatives=1, duration_s=6.0,
+                                               seed=0, families=("noise",), same_track=True)
+    # the anchors, then another moment of each anchor's own track, then one clip
+    assert len(source.negatives) == 5 and list(source.negative_owners) == [-1, -1, 0, 1, -1]
+    assert list(source.negative_groups[2:4]) == [r["track"] for r in records]
+    allowed = source.allowed_negatives()
+    assert allowed[0, 2] and allowed[1, 3] and not allowed[0, 0] and not allowed[1, 1]
+    if records[0]["track"] == records[1]["track"]:  # another anchor's moment of the same track may hold this window
+        assert not allowed[0, 3] and not allowed[1, 2]

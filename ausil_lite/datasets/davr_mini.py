@@ -62,7 +62,7 @@ from ausil_lite.datasets import transforms as T
 from ausil_lite.datasets.benchmark import Benchmark, read_annotation_json, write_annotation_json, write_id_list
 from ausil_lite.datasets.corpus import DEV_SOURCES
 from ausil_lite.datasets.media import write_media
-from ausil_lite.datasets.repeats import RepeatFinder
+from ausil_lite.datasets.repeats import RepeatFinder, free_spans
 from ausil_lite.datasets.sources import (
     SOURCE_SETS,
     SourceFile,
@@ -253,15 +253,7 @@ class _Timeline:
         self.reserved: dict[str, list[tuple[float, float]]] = {t.id: [] for t in tracks}
 
     def free(self, track: str) -> list[tuple[float, float]]:
-        cuts = sorted((max(0.0, a - MARGIN_S), b + MARGIN_S) for a, b in self.reserved[track])
-        spans, cursor = [], 0.0
-        for a, b in cuts:
-            if a > cursor:
-                spans.append((cursor, a))
-            cursor = max(cursor, b)
-        if cursor < self.duration[track]:
-            spans.append((cursor, self.duration[track]))
-        return spans
+        return free_spans(self.duration[track], self.reserved[track], MARGIN_S)
 
     def longest(self, track: str) -> float:
         return max((b - a for a, b in self.free(track)), default=0.0)

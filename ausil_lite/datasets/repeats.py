@@ -84,6 +84,20 @@ def find_repeats(
     return _merge(spans)
 
 
+def free_spans(duration_s: float, reserved: list[tuple[float, float]], margin_s: float = 0.0) -> list[tuple[float, float]]:
+    """The stretches of ``[0, duration_s]`` outside every reserved ``(start, end)`` widened by ``margin_s`` on each
+    side: where a window may be cut that holds none of the reserved audio (a query window, its repeats)."""
+    cuts = sorted((max(0.0, a - margin_s), b + margin_s) for a, b in reserved)
+    spans, cursor = [], 0.0
+    for a, b in cuts:
+        if a > cursor:
+            spans.append((cursor, a))
+        cursor = max(cursor, b)
+    if cursor < duration_s:
+        spans.append((cursor, duration_s))
+    return spans
+
+
 def _merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
     merged: list[list[float]] = []
     for a, b in sorted(spans):

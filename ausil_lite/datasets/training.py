@@ -33,7 +33,7 @@ import numpy as np
 
 from ausil_lite.datasets import transforms as T
 from ausil_lite.datasets.archive_members import recording_exists
-from ausil_lite.datasets.repeats import RATE as REPEAT_RATE, find_repeats
+from ausil_lite.datasets.repeats import RATE as REPEAT_RATE, find_repeats, free_spans
 from ausil_lite.datasets.sources import SourcePoolError, read_window
 from ausil_lite.descriptors.audio import SAMPLE_RATE
 
@@ -121,19 +121,15 @@ class TrainingPool:
         Draws from ``rng`` only when there is room."""
         track = next(t for t in self.tracks if t.id == clip.track)
         length = clip.samples.size / SAMPLE_RATE
-        latest = track.duration_s - length
-        if latest <= 0:
+        if track.duration_s <= length:  # no room beside the clip: spare the decode
             return None
         audio = read_window(track.path, 0.0, track.duration_s, REPEAT_RATE).astype(np.float64)
         taken = [(clip.start_s, clip.start_s + length), *find_repeats(audio, clip.start_s, length)]
-        # starts whose window would overlap a taken stretch [a, b): (a - length, b)
-        free = [(0.0, latest)]
-        for a, b in taken:
-            free = [piece for lo, hi in free for piece in ((lo, min(hi, a - length)), (max(lo, b), hi)) if piece[1] > piece[0]]
-        if not free:
+        starts = [(a, b - length) for a, b in free_spans(track.duration_s, taken) if b - a > length]  # start ranges
+        if not starts:
             return None
-        sizes = np.array([hi - lo for lo, hi in free])
-        lo, hi = free[int(rng.choice(len(free), p=sizes / sizes.sum()))]
+        sizes = np.array([hi - lo for lo, hi in starts])
+        lo, hi = starts[int(rng.choice(len(starts), p=sizes / sizes.sum()))]
         start = round(float(rng.uniform(lo, hi)), 3)
         return Clip(read_window(track.path, start, length, SAMPLE_RATE), track.id, start)
 

@@ -142,11 +142,13 @@ class TripletSource:
         """This source's pairs and negatives followed by ``other``'s (both grouped), owners renumbered."""
         if self.pair_groups is None or other.pair_groups is None:
             raise ValueError("only grouped sources can be joined")
+
+        def owners_of(source: TripletSource) -> list[int]:
+            return list(source.negative_owners) if source.negative_owners is not None else [-1] * len(source.negatives)
+
         owners = None
         if self.negative_owners is not None or other.negative_owners is not None:
-            mine = list(self.negative_owners) if self.negative_owners is not None else [-1] * len(self.negatives)
-            theirs = list(other.negative_owners) if other.negative_owners is not None else [-1] * len(other.negatives)
-            owners = mine + [o + len(self.pairs) if o >= 0 else -1 for o in theirs]
+            owners = owners_of(self) + [o + len(self.pairs) if o >= 0 else -1 for o in owners_of(other)]
         return TripletSource(list(self.pairs) + list(other.pairs), list(self.negatives) + list(other.negatives),
                              list(self.pair_groups) + list(other.pair_groups),
                              list(self.negative_groups) + list(other.negative_groups), owners)

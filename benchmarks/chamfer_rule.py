@@ -25,18 +25,15 @@ import time
 from datetime import datetime, timezone
 
 import pandas as pd
-from released_model import SPEEDS_PER_OCTAVE, ausil_methods, extract
+from released_model import SPEEDS_PER_OCTAVE, ausil_methods, extract, method_table
 
 from ausil_lite.datasets.davr_mini import BuildRequest, load_davr_mini
 from ausil_lite.descriptors.extraction import ExtractionConfig
-from ausil_lite.evaluation.breakdown import breakdown_table
-from ausil_lite.evaluation.protocol import evaluate_benchmark
 from ausil_lite.models.export import record_chamfer_rule
 from ausil_lite.models.released import CARD_DIR, CHAMFER_RULE_TABLE, RELEASED_VERSION, version_dir
 from ausil_lite.paths import data_root
 from ausil_lite.similarity.chamfer import CHAMFER_RULES
 from ausil_lite.study.method_scores import SPEEDS_SUFFIX, score_method
-from ausil_lite.study.results_chapters import speed_changed_maps
 
 BENCHMARK = "davr-dev"
 
@@ -70,9 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             similarities[method.name.removeprefix(f"ausil-{args.version}-")] = scored.similarities
             print(f"{method.name}: {'reused' if scored.reused else 'scored'}", flush=True)
 
-    table = breakdown_table(similarities, bench, "family")
-    table.insert(0, "speed-changed", speed_changed_maps(similarities, bench))
-    table.insert(0, "mAP", pd.Series({n: evaluate_benchmark(s, bench).mean_ap for n, s in similarities.items()}))
+    table = method_table(similarities, bench)
     table.index.name = "rule"
     rule = choose(table)
     pd.set_option("display.width", 200)

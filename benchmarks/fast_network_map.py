@@ -23,17 +23,17 @@ from pathlib import Path
 
 import pandas as pd
 
+from released_model import method_table, score_methods
+
 from ausil_lite.datasets.davr_mini import load_davr_mini
 from ausil_lite.descriptors.extraction import ExtractionConfig
 from ausil_lite.descriptors.precision import PRECISIONS
 from ausil_lite.descriptors.speeds import extract_speed_variants, model_variant_penalty, speed_grid
 from ausil_lite.descriptors.store import FeatureStore, extract_videos
-from ausil_lite.evaluation.breakdown import breakdown_table
-from ausil_lite.evaluation.protocol import evaluate_benchmark, read_similarities
+from ausil_lite.evaluation.protocol import read_similarities
 from ausil_lite.models.released import CARD_DIR, FAST_NETWORK_TABLE, RELEASED_VERSION, version_dir
 from ausil_lite.paths import data_root
-from ausil_lite.study.method_scores import SPEEDS_SUFFIX, Method, score_method
-from ausil_lite.study.results_chapters import speed_changed_maps
+from ausil_lite.study.method_scores import SPEEDS_SUFFIX, Method
 
 SPEEDS_PER_OCTAVE = 10
 
@@ -86,28 +86,21 @@ def main(argv: list[str] | None = None) -> int:
     mixed = queries_from(full_store, store, bench.query_ids, store.with_name(f"{name}-queries-float32"))
     full_variants = full_store.with_name(full_store.name + SPEEDS_SUFFIX)
 
-    output = data_root() / "results" / f"davr-unseen-{args.profile}"
-    similarities = {}
     penalty = model_variant_penalty(model_dir)
-    for method in (Method(f"ausil-{name}", "ausil", "released", str(store), str(model_dir)),
-                   Method(f"ausil-{name}{SPEEDS_SUFFIX}", "ausil", "released", str(store), str(model_dir),
-                          speeds_dir=str(variants), variant_penalty=penalty),
-                   Method(f"ausil-{mixed.name}", "ausil", "released", str(mixed), str(model_dir)),
-                   Method(f"ausil-{mixed.name}{SPEEDS_SUFFIX}", "ausil", "released", str(mixed), str(model_dir),
-                          speeds_dir=str(full_variants), variant_penalty=penalty)):
-        scored = score_method(method, bench, output / f"{method.name}.json", workers=2)
-        print(f"{method.name}: {'reused' if scored.reused else 'scored'}", flush=True)
-        similarities[method.name] = scored.similarities
+    methods = [Method(f"ausil-{name}", "ausil", "released", str(store), str(model_dir)),
+               Method(f"ausil-{name}{SPEEDS_SUFFIX}", "ausil", "released", str(store), str(model_dir),
+                      speeds_dir=str(variants), variant_penalty=penalty),
+               Method(f"ausil-{mixed.name}", "ausil", "released", str(mixed), str(model_dir)),
+               Method(f"ausil-{mixed.name}{SPEEDS_SUFFIX}", "ausil", "released", str(mixed), str(model_dir),
+                      speeds_dir=str(full_variants), variant_penalty=penalty)]
+    similarities = score_methods(methods, bench, args.profile)
     for suffix in ("", SPEEDS_SUFFIX):
         full = args.full_results / f"ausil-{args.version}{suffix}.json"
         if not full.is_file():
             raise SystemExit(f"{full}: the full network's similarities are missing (run benchmarks/released_model.py)")
         similarities[f"ausil-{args.version}{suffix}"] = read_similarities(full)
 
-    table = breakdown_table(similarities, bench, "family")
-    table.insert(0, "speed-changed", speed_changed_maps(similarities, bench))
-    table.insert(0, "mAP", pd.Series({n: evaluate_benchmark(s, bench).mean_ap for n, s in similarities.items()}))
-    table.index.name = "method"
+    table = method_table(similarities, bench)
     pd.set_option("display.width", 200)
     print(f"\nDAVR-unseen {args.profile}: {len(bench.query_ids)} queries, {len(bench.database_ids)} database videos")
     print(table.round(4).to_string())
@@ -121,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"float32 queries against the {args.precision} database (query against a fast index), with speed "
           f"hypotheses: mAP {mixed_row['mAP']:.4f}, speed-changed {mixed_row['speed-changed']:.4f}; largest family drop "
           f"against the full network {(full - mixed_row).drop(['mAP', 'speed-changed']).max():+.4f}")
-    table.round(4).to_csv(output / f"{name}-vs-full.csv")
+    table.round(4).to_csv(data_root() / "results" / f"davr-unseen-{args.profile}" / f"{name}-vs-full.csv")
     if args.write_card:
         table.round(4).to_csv(model_dir / CARD_DIR / FAST_NETWORK_TABLE)
     return 0

@@ -64,17 +64,47 @@ def extract(bench, folder: Path, extraction: ExtractionConfig, speeds: bool) -> 
 
 
 def ausil_methods(
-    name: str, store: Path, variants: Path | None, model_dir: Path, backbone: str, rule: str | None = None
+    name: str, store: Path, variants: Path | None, model_dir: Path, backbone: str, rule: str | None = None,
+    penalty: float | None = None,
 ) -> list[Method]:
     """The model's rows, with and without speed hypotheses; ``rule`` scores by that chamfer rule instead of the
-    model's own (and names the rows ``ausil-<name>-<rule>``)."""
+    model's own (and names the rows ``ausil-<name>-<rule>``), ``penalty`` replaces the variant penalty the model
+    folder records."""
     name = name if rule is None else f"{name}-{rule}"
     methods = [Method(f"ausil-{name}", "ausil", backbone, str(store), str(model_dir), chamfer_rule=rule)]
     if variants is not None:
         methods.append(Method(f"ausil-{name}{SPEEDS_SUFFIX}", "ausil", backbone, str(store), str(model_dir),
-                              speeds_dir=str(variants), variant_penalty=model_variant_penalty(model_dir),
-                              chamfer_rule=rule))
+                              speeds_dir=str(variants), variant_penalty=model_variant_penalty(model_dir) if penalty is None
+                              else penalty, chamfer_rule=rule))
     return methods
+
+
+def unseen_benchmark(profile: str, root: Path | None = None):
+    """DAVR-unseen of ``profile`` (built first when ``root``, default under the data root, holds none)."""
+    root = root or data_root() / "davr-unseen" / profile
+    if not (root / "annotation.json").is_file():
+        BuildRequest(profile=profile, benchmark="davr-unseen", output=str(root), workers=2).build(progress=True)
+    return load_davr_mini(root, profile, benchmark="davr-unseen")
+
+
+def score_methods(methods: list[Method], bench, profile: str) -> dict:
+    """Each method's similarities on DAVR-unseen (similarity files under the data root are reused)."""
+    output = data_root() / "results" / f"davr-unseen-{profile}"
+    similarities = {}
+    for method in methods:
+        scored = score_method(method, bench, output / f"{method.name}.json", workers=2)
+        similarities[method.name] = scored.similarities
+        print(f"{method.name}: {'reused' if scored.reused else 'scored'}", flush=True)
+    return similarities
+
+
+def method_table(similarities: dict, bench) -> pd.DataFrame:
+    """One row per method: mAP, speed-changed mAP and mAP per transformation family."""
+    table = breakdown_table(similarities, bench, "family")
+    table.insert(0, "speed-changed", speed_changed_maps(similarities, bench))
+    table.insert(0, "mAP", pd.Series({n: evaluate_benchmark(s, bench).mean_ap for n, s in similarities.items()}))
+    table.index.name = "method"
+    return table
 
 
 def float32_source(released: Path) -> tuple[ExtractionConfig, Path] | None:
@@ -99,6 +129,12 @@ def ci_model(models: Path) -> tuple[ExtractionConfig, Path] | None:
     return ExtractionConfig(backbone="selfsup", weights=extraction["weights"], seed=extraction.get("seed", 0)), model_dir
 
 
+def write_record(path: Path, record: dict) -> None:
+    """A card's JSON record of a measurement, stamped with the commit and time it was made at."""
+    stamp = {"git_commit": git_commit(), "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    path.write_text(json.dumps({**record, **stamp}, indent=2) + "\n", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--version", default=RELEASED_VERSION)
@@ -115,10 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    root = args.benchmark_dir or data_root() / "davr-unseen" / args.profile
-    if not (root / "annotation.json").is_file():
-        BuildRequest(profile=args.profile, benchmark="davr-unseen", output=str(root), workers=2).build(progress=True)
-    bench = load_davr_mini(root, args.profile, benchmark="davr-unseen")
+    bench = unseen_benchmark(args.profile, args.benchmark_dir)
     features = data_root() / "features" / f"davr-unseen-{args.profile}"
     released = version_dir(args.version)
 
@@ -148,17 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     methods += [Method(kind, kind, cache_dir=str(data_root() / "cache" / kind))
                 for kind in args.media_baselines.split(",") if kind]
 
-    output = data_root() / "results" / f"davr-unseen-{args.profile}"
-    similarities = {}
-    for method in methods:
-        scored = score_method(method, bench, output / f"{method.name}.json", workers=2)
-        similarities[method.name] = scored.similarities
-        print(f"{method.name}: {'reused' if scored.reused else 'scored'}", flush=True)
-
-    table = breakdown_table(similarities, bench, "family")
-    table.insert(0, "speed-changed", speed_changed_maps(similarities, bench))
-    table.insert(0, "mAP", pd.Series({n: evaluate_benchmark(s, bench).mean_ap for n, s in similarities.items()}))
-    table.index.name = "method"
+    similarities = score_methods(methods, bench, args.profile)
+    table = method_table(similarities, bench)
     best = f"ausil-{args.version}{SPEEDS_SUFFIX}"
     baselines = {n: s for n, s in similarities.items() if not n.startswith(("ausil-", "chamfer-ausil"))
                  and not n.endswith(args.version)}
@@ -177,13 +201,11 @@ def main(argv: list[str] | None = None) -> int:
         table.round(4).to_csv(card / EVALUATION_TABLE)
         targets.to_csv(card / TARGETS_TABLE)
         outranking.to_csv(card / OUTRANKING_TABLE)
-        (card / EVALUATION_FILE).write_text(json.dumps({
+        write_record(card / EVALUATION_FILE, {
             "benchmark": f"davr-unseen {args.profile}", "queries": len(bench.query_ids),
             "database": len(bench.database_ids), "duplicate_pairs": sum(len(bench.relevant(q)) for q in bench.query_ids),
             "variant_penalty": model_variant_penalty(released), "measured_weights": weights_stamp(released),
-            "git_commit": git_commit(),
-            "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }, indent=2) + "\n", encoding="utf-8")
+        })
         print(f"wrote {card}")
     print(f"done in {time.perf_counter() - started:.0f} s")
     return 0

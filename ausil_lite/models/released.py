@@ -63,6 +63,11 @@ CHAMFER_RULE_TABLE = "chamfer_rule.csv"
 """In ``card/``: every chamfer rule's mAP on DAVR-dev, where the version's rule was chosen (``benchmarks/chamfer_rule.py``)."""
 FAST_NETWORK_TABLE = "fast_network.csv"
 """In ``card/``: the fast (bfloat16) network's mAP beside the full network's, and whether it may be the CPU default."""
+FOUR_PACKAGES_TABLE = "four_packages.csv"
+"""In ``card/``: the version's recipe trained on DAVR-mini's four packages instead of the corpus, scored like the
+version on DAVR-unseen (``benchmarks/corpus_ablation.py``): what the corpus buys at equal training sizes."""
+FOUR_PACKAGES_FILE = "four_packages.json"
+"""In ``card/``: that run's record (training tracks and hours, sizes, seconds, variant penalty, when)."""
 
 
 class ReleasedModelError(InputError):

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from ausil_lite.datasets.corpus import CORPUS_MANIFEST, build_corpus, corpus_tracks, manifest_digest, write_corpus_table
@@ -70,11 +71,39 @@ class ReleaseRun:
     def make(cls, version: str, seed: int = 0, device: str | None = None, **sizes) -> ReleaseRun:
         # one folder a version: a later version on a grown corpus must never resume an earlier one's checkpoints
         corpus, models = data_root() / "corpus", data_root() / "models" / "release" / version
-        pipeline = PipelineConfig.from_dict({
-            **RELEASE_SIZES, **sizes, "profile": "release", "seed": seed, "device": device, "backbones": "selfsup",
-            "benchmark_dir": str(corpus), "models_dir": str(models), "workers": 0,
-        })
-        return cls(version, corpus, models, pipeline)
+        return cls(version, corpus, models, release_pipeline(corpus, models, seed, device, **sizes))
+
+
+def release_pipeline(tracks_dir: Path, models_dir: Path, seed: int = 0, device: str | None = None,
+                     **sizes) -> PipelineConfig:
+    """The release's recipe (:data:`RELEASE_SIZES`, self-supervised backbone then AuSiL) on the training tracks
+    listed in ``tracks_dir/train.csv``: the corpus for a release, DAVR-mini's four packages for the comparison of
+    corpora (``benchmarks/corpus_ablation.py``), so the two differ in their training audio only."""
+    return PipelineConfig.from_dict({
+        **RELEASE_SIZES, **sizes, "profile": "release", "seed": seed, "device": device, "backbones": "selfsup",
+        "benchmark_dir": str(tracks_dir), "models_dir": str(models_dir), "workers": 0,
+    })
+
+
+@dataclass(frozen=True)
+class RecipeResult:
+    """What :func:`train_recipe` trained: the backbone's weights, the AuSiL network's learning curve and the
+    description of its triplets, and the seconds each part took (the network is ``pipeline.model_dir("selfsup")``)."""
+
+    weights: Path
+    curve: pd.DataFrame
+    triplets: dict
+    selfsup_s: float
+    ausil_s: float
+
+
+def train_recipe(pipeline: PipelineConfig, log=print) -> RecipeResult:
+    """Backbone, then the AuSiL network on triplets drawn with it; each step is resumed, or reused when done."""
+    started = time.perf_counter()
+    weights = train_backbone(pipeline, log)
+    trained = time.perf_counter()
+    _, curve, triplets = train_model(pipeline, extraction_config(pipeline, "selfsup", weights), log)
+    return RecipeResult(weights, curve, triplets, round(trained - started, 1), round(time.perf_counter() - trained, 1))
 
 
 def train_release(run: ReleaseRun, log=print) -> dict:
@@ -83,10 +112,7 @@ def train_release(run: ReleaseRun, log=print) -> dict:
     summary = build_corpus(run.corpus_dir, log=log)
     log(f"corpus: {summary.tracks} tracks, {summary.hours} h ({summary.hours_by_kind})")
     built = time.perf_counter()
-    weights = train_backbone(run.pipeline, log)
-    trained = time.perf_counter()
-    extraction = extraction_config(run.pipeline, "selfsup", weights)
-    _, curve, triplets = train_model(run.pipeline, extraction, log)
+    trained = train_recipe(run.pipeline, log)
     report = {
         "version": run.version,
         "machine": f"{torch.get_num_threads()} CPU threads ({platform.processor() or platform.machine()})"
@@ -97,12 +123,11 @@ def train_release(run: ReleaseRun, log=print) -> dict:
                    "hours_by_package": summary.hours_by_package, "hours_by_licence": summary.hours_by_licence},
         "sizes": {k: v for k, v in dataclasses.asdict(run.pipeline).items() if k in RELEASE_SIZES},
         "seed": run.pipeline.seed,
-        "triplets": triplets,
-        "backbone_weights": str(weights),
+        "triplets": trained.triplets,
+        "backbone_weights": str(trained.weights),
         "ausil_dir": str(run.pipeline.model_dir("selfsup")),
-        "final_epoch": curve.iloc[-1].to_dict(),
-        "seconds": {"corpus": round(built - started, 1), "selfsup": round(trained - built, 1),
-                    "ausil": round(time.perf_counter() - trained, 1)},
+        "final_epoch": trained.curve.iloc[-1].to_dict(),
+        "seconds": {"corpus": round(built - started, 1), "selfsup": trained.selfsup_s, "ausil": trained.ausil_s},
     }
     path = run.models_dir / "release.json"
     path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")

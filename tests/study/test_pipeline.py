@@ -24,6 +24,7 @@ from ausil_lite.study.pipeline import (
     train_model,
     training_clips,
 )
+from ausil_lite.study.release import RELEASE_SIZES, release_pipeline, train_recipe
 
 
 def test_config_rejects_unknown_keys_bad_backbones_and_missing_weights(tmp_path):
@@ -210,3 +211,18 @@ def test_train_all_extracts_the_released_backbone_beside_the_trained_ones(benchm
     assert run.model_dir is None and run.curve is None and run.train_s == 0.0
     assert FeatureStore(config.store_dir("released-speeds")).ids()  # the queries' speed variants, for ausil-released-speeds
     assert not config.models_root.exists()  # nothing trained, nothing written beside the study's models
+
+
+@pytest.mark.slow
+def test_the_release_recipe_trains_on_any_tracks_folder_and_a_rerun_reuses_it(benchmark):
+    tiny = dict(device="cpu", selfsup_epochs=1, selfsup_steps=2, selfsup_batch_size=4, selfsup_clip_s=20.0,
+                train_pairs=4, train_negatives=3, train_clip_s=6.0, speed_pairs=2, epochs=2, batch_size=4)
+    pipeline = release_pipeline(benchmark / "bench", benchmark / "models-recipe", seed=2, **tiny)
+    assert (pipeline.benchmark_root, pipeline.backbone_names, pipeline.seed) == (benchmark / "bench", ("selfsup",), 2)
+    assert release_pipeline(benchmark, benchmark).learning_rate == RELEASE_SIZES["learning_rate"]  # not the profiles'
+    first = train_recipe(pipeline, log=None)
+    assert first.weights.parent == pipeline.selfsup_dir and first.triplets["training_tracks"] == 2
+    assert list(first.curve["epoch"]) == [1, 2]
+    assert load_model(pipeline.model_dir("selfsup"), "cpu") is not None
+    again = train_recipe(pipeline, log=None)
+    assert again.weights == first.weights and again.curve.equals(first.curve) and again.triplets == first.triplets

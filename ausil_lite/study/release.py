@@ -88,7 +88,8 @@ def release_pipeline(tracks_dir: Path, models_dir: Path, seed: int = 0, device: 
 @dataclass(frozen=True)
 class RecipeResult:
     """What :func:`train_recipe` trained: the backbone's weights, the AuSiL network's learning curve and the
-    description of its triplets, and the seconds each part took (the network is ``pipeline.model_dir("selfsup")``)."""
+    description of its triplets (the network is ``pipeline.model_dir("selfsup")``), and the seconds each part took
+    in that call (a reused part takes seconds: the training's own length is in a first run's report)."""
 
     weights: Path
     curve: pd.DataFrame

@@ -217,6 +217,34 @@ def dev_manifest_rows(corpus: str | Path = CORPUS_MANIFEST) -> list[SourceFile]:
     return [r for r in read_manifest(corpus) if r.package in DEV_PACKAGES]
 
 
+DEV_HELD_OUT = ("supertux-data", "hedgewars-data", "asterisk-core-sounds-it-*")
+"""Shell patterns of what a model must not hear for DAVR-dev to be unseen audio to it: DAVR-dev's packages and the
+other codecs of its prompts (the same recordings)."""
+
+
+def write_held_out_tracks(corpus_dir: str | Path, out_dir: str | Path, patterns: Iterable[str] = DEV_HELD_OUT) -> tuple[int, int]:
+    """Write ``out_dir/train.csv``: the built corpus's ``train.csv`` (:func:`build_corpus`) without the tracks of the
+    packages matching ``patterns``, its paths made absolute so they resolve from the new folder. A model trained on
+    it meets DAVR-dev as the released model meets DAVR-unseen, so a setting chosen there is chosen on unheard audio
+    (the released model itself trained on DAVR-dev's packages). Returns (tracks kept, tracks left out)."""
+    corpus_dir, out_dir, patterns = Path(corpus_dir).resolve(), Path(out_dir), tuple(patterns)
+    with open(corpus_dir / "train.csv", newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        columns, rows = reader.fieldnames, list(reader)
+    kept = [r for r in rows if not any(fnmatch.fnmatchcase(r["package"], p) for p in patterns)]
+    if not kept:
+        raise CorpusError(f"{corpus_dir / 'train.csv'}: no track is left once {', '.join(patterns)} are held out")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, columns, lineterminator="\n")
+    writer.writeheader()
+    for row in kept:
+        path = row["path"]  # may address an archive member (<archive>!/<member>): only a relative one is joined
+        writer.writerow({**row, "path": path if Path(path).is_absolute() else str(corpus_dir / path)})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "train.csv").write_text(buffer.getvalue(), encoding="utf-8")
+    return len(kept), len(rows) - len(kept)
+
+
 def davr_mini_training_rows(manifest: str | Path = DAVR_MINI_MANIFEST) -> list[SourceFile]:
     """DAVR-mini's manifest rows, its evaluation tracks marked excluded (seed 0 split, as the study)."""
     from ausil_lite.datasets.davr_mini import split_tracks

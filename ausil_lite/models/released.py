@@ -68,6 +68,11 @@ FOUR_PACKAGES_TABLE = "four_packages.csv"
 version on DAVR-unseen (``benchmarks/corpus_ablation.py``): what the corpus buys at equal training sizes."""
 FOUR_PACKAGES_FILE = "four_packages.json"
 """In ``card/``: that run's record (training tracks and hours, sizes, seconds, variant penalty, when)."""
+HELD_OUT_TABLE = "held_out_dev.csv"
+"""In ``card/``: every chamfer rule's mAP on DAVR-dev for the version's recipe trained without DAVR-dev's packages
+(``benchmarks/held_out_dev.py``): the rule chosen on audio the chooser never heard."""
+HELD_OUT_FILE = "held_out_dev.json"
+"""In ``card/``: that run's record (training tracks, sizes, variant penalty, when)."""
 
 
 class ReleasedModelError(InputError):

@@ -43,6 +43,9 @@ CHAMFER_RULES = {
     "symmetric": "the mean of that and how much of the candidate the query holds (ViSiL's symmetric chamfer): a "
                  "copy cut short is found whole in the query, and an excerpt of the query embedded in other audio "
                  "still finds all of the query",
+    "either": "the larger of the two directions: how much of the shorter video the longer one holds, so a copy cut "
+              "short and an excerpt embedded in other audio both score as whole copies, each undiluted by the "
+              "direction that cannot find it",
 }
 """How a refined map becomes one video-level score (:func:`directed_chamfer`); a model records its rule."""
 
@@ -60,13 +63,15 @@ def directed_chamfer(
     """Chamfer similarity of a (..., X, Y) map by one of :data:`CHAMFER_RULES`.
 
     ``query`` averages each query row's best column; ``symmetric`` also each candidate column's best row, and
-    takes the mean of the two. A crop of the query scores low the first way (most query rows find nothing) and
-    high the second, so a model whose rule is ``symmetric`` ranks partial copies with whole ones.
+    takes the mean of the two; ``either`` takes the larger. A crop of the query scores low the first way (most
+    query rows find nothing) and high the second, so a model whose rule is ``symmetric`` or ``either`` ranks partial
+    copies with whole ones; an excerpt of the query embedded in other audio is the other way round.
     """
     forward = chamfer_similarity(sim, rows, cols)
     if check_chamfer_rule(rule) == "query":
         return forward
-    return (forward + chamfer_similarity(sim.transpose(-1, -2), cols, rows)) / 2
+    backward = chamfer_similarity(sim.transpose(-1, -2), cols, rows)
+    return (forward + backward) / 2 if rule == "symmetric" else torch.maximum(forward, backward)
 
 
 class ChamferScorer:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import fnmatch
 import zipfile
 from collections import Counter
 from dataclasses import replace
@@ -156,3 +158,26 @@ def test_planned_davr_dev_has_the_unseen_benchmarks_sizes_from_music_and_speech(
     queries = [by_track[i.source.track] for i in plan.items if i.role == "query"]
     assert set(queries) >= {("asterisk-core-sounds-it-wav", "speech")} and {k for _, k in queries} >= {"music", "speech"}
     assert {p for p, _ in queries} == set(C.DEV_PACKAGES)
+
+
+def test_the_held_out_corpus_lists_no_davr_dev_recording_in_any_codec(tmp_path):
+    """The chooser model of benchmarks/held_out_dev.py must never hear DAVR-dev: its packages and the other codecs of
+    its prompts leave the track list; every other row is kept, its path resolving from the new folder."""
+    corpus = tmp_path / "corpus"
+    (corpus / "joined").mkdir(parents=True)
+    rows = [("a:1", "supertux-data", "/usr/share/games/supertux2/music/x.ogg"),
+            ("b:1", "asterisk-core-sounds-it-gsm", "joined/b_1.wav"),
+            ("c:1", "widelands-data", "joined/c_1.wav"),
+            ("d:1", "ufoai-music", "/usr/share/games/ufoai/base/0music.pk3!/music/y.ogg"),
+            ("e:1", "hedgewars-data", "/usr/share/games/hedgewars/Data/Music/z.ogg")]
+    lines = ["id,package,kind,licence,duration_s,path,group"] + [f"{i},{p},music,GPL-2+,60.000,{path}," for i, p, path in rows]
+    (corpus / "train.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert C.write_held_out_tracks(corpus, tmp_path / "held") == (2, 3)
+    with open(tmp_path / "held" / "train.csv", newline="", encoding="utf-8") as fh:
+        kept = list(csv.DictReader(fh))
+    assert [(r["id"], r["path"]) for r in kept] == [
+        ("c:1", str(corpus.resolve() / "joined" / "c_1.wav")), ("d:1", "/usr/share/games/ufoai/base/0music.pk3!/music/y.ogg")]
+    same_recordings = [*C.DEV_PACKAGES, *(s.package for s in C.CORPUS_PACKAGES if s.package.startswith("asterisk-core-sounds-it"))]
+    assert all(any(fnmatch.fnmatchcase(p, h) for h in C.DEV_HELD_OUT) for p in same_recordings)
+    with pytest.raises(C.CorpusError, match="no track is left"):
+        C.write_held_out_tracks(corpus, tmp_path / "none", patterns=["*"])

@@ -94,7 +94,7 @@ def test_a_model_scores_by_the_chamfer_rule_its_folder_records(model, tmp_path):
     (tmp_path / "s" / "model.pt").unlink()  # the rule is read from config.json alone, no weights loaded
     assert model_chamfer_rule(tmp_path / "s") == "symmetric" and model_chamfer_rule(tmp_path / "q") == "query"
     (tmp_path / "s" / "config.json").write_text('{"chamfer_rule": "longest"}')
-    with pytest.raises(InputError, match=r"s/config.json: chamfer_rule must be one of \['query', 'symmetric'\], got 'longest'"):
+    with pytest.raises(InputError, match=r"s/config.json: chamfer_rule must be one of \['either', 'query', 'symmetric'\], got 'longest'"):
         model_chamfer_rule(tmp_path / "s")
     with pytest.raises(ValueError, match="unknown chamfer rule"):
         AuSiL(model.whitening, chamfer_rule="longest")

@@ -62,18 +62,20 @@ def test_chamfer_scorer_applies_an_embedding_after_normalising_and_keeps_its_sca
         (qn @ on.T).max(axis=1).mean(), rel=1e-5)
 
 
-def test_the_symmetric_rule_counts_a_crop_of_the_query_as_found():
+def test_the_two_way_rules_count_a_crop_of_the_query_as_found():
     # a 12-segment query and a copy of its segments 4..7: a third of the query is found, all of the copy is
     sim = torch.zeros(12, 4)
     sim[torch.arange(4, 8), torch.arange(4)] = 1.0
     assert directed_chamfer(sim, rule="query").item() == pytest.approx(4 / 12)
     assert directed_chamfer(sim, rule="symmetric").item() == pytest.approx((4 / 12 + 1.0) / 2)
     assert directed_chamfer(sim.T, rule="symmetric").item() == pytest.approx((4 / 12 + 1.0) / 2)  # either way round
+    assert directed_chamfer(sim, rule="either").item() == pytest.approx(1.0)  # the crop is found whole
+    assert directed_chamfer(sim.T, rule="either").item() == pytest.approx(1.0)  # and so is the query inside a longer copy
     with pytest.raises(ValueError, match="unknown chamfer rule 'max'"):
         directed_chamfer(sim, rule="max")
 
 
-def test_the_symmetric_rule_masks_a_padded_batch_both_ways():
+def test_the_two_way_rules_mask_a_padded_batch_both_ways():
     torch.manual_seed(1)
     maps = [torch.randn(3, 7), torch.randn(5, 2), torch.randn(1, 4)]
     batch = torch.full((3, 5, 7), 99.0)
@@ -82,4 +84,6 @@ def test_the_symmetric_rule_masks_a_padded_batch_both_ways():
     rows, cols = torch.tensor([m.shape[0] for m in maps]), torch.tensor([m.shape[1] for m in maps])
     alone = [(chamfer_similarity(m) + chamfer_similarity(m.T)) / 2 for m in maps]
     torch.testing.assert_close(directed_chamfer(batch, rows, cols, "symmetric"), torch.stack(alone))
+    larger = [torch.maximum(chamfer_similarity(m), chamfer_similarity(m.T)) for m in maps]
+    torch.testing.assert_close(directed_chamfer(batch, rows, cols, "either"), torch.stack(larger))
     torch.testing.assert_close(directed_chamfer(batch, rows, cols, "query"), chamfer_similarity(batch, rows, cols))

@@ -26,6 +26,7 @@ import argparse
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pandas as pd
 from released_model import SPEEDS_PER_OCTAVE, ausil_methods, extract, method_table
@@ -47,6 +48,32 @@ def choose(table: pd.DataFrame) -> str:
     return max(rows, key=lambda rule: (rows[rule]["mAP"], rows[rule]["speed-changed"], rule == "query"))
 
 
+def dev_benchmark(profile: str):
+    """DAVR-dev of ``profile`` (built first when the data root holds none)."""
+    root = data_root() / BENCHMARK / profile
+    if not (root / "annotation.json").is_file():
+        BuildRequest(profile=profile, benchmark=BENCHMARK, output=str(root), workers=2).build(progress=True)
+    return load_davr_mini(root, profile, benchmark=BENCHMARK)
+
+
+def rule_table(bench, profile: str, name: str, extraction: ExtractionConfig, model_dir: Path, backbone: str,
+               penalty: float | None = None) -> pd.DataFrame:
+    """One model's mAP on DAVR-dev by every chamfer rule, with and without speed hypotheses (rows ``<rule>`` and
+    ``<rule>-speeds``); its descriptors are extracted under ``name`` first (resumable), ``penalty`` as in
+    :func:`released_model.ausil_methods`."""
+    store, variants = extract(bench, data_root() / "features" / f"{BENCHMARK}-{profile}" / name, extraction, True)
+    output = data_root() / "results" / f"{BENCHMARK}-{profile}"
+    similarities = {}
+    for rule in CHAMFER_RULES:
+        for method in ausil_methods(name, store, variants, model_dir, backbone, rule=rule, penalty=penalty):
+            scored = score_method(method, bench, output / f"{method.name}.json", workers=2)
+            similarities[method.name.removeprefix(f"ausil-{name}-")] = scored.similarities
+            print(f"{method.name}: {'reused' if scored.reused else 'scored'}", flush=True)
+    table = method_table(similarities, bench)
+    table.index.name = "rule"
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", default=RELEASED_VERSION, help="the released version (default: the package's)")
@@ -55,23 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    root = data_root() / BENCHMARK / args.profile
-    if not (root / "annotation.json").is_file():
-        BuildRequest(profile=args.profile, benchmark=BENCHMARK, output=str(root), workers=2).build(progress=True)
-    bench = load_davr_mini(root, args.profile, benchmark=BENCHMARK)
+    bench = dev_benchmark(args.profile)
     released = version_dir(args.version)
-    store, variants = extract(bench, data_root() / "features" / f"{BENCHMARK}-{args.profile}" / args.version,
-                              ExtractionConfig(backbone="released", model_version=args.version), True)
-    output = data_root() / "results" / f"{BENCHMARK}-{args.profile}"
-    similarities = {}
-    for rule in CHAMFER_RULES:
-        for method in ausil_methods(args.version, store, variants, released, "released", rule=rule):
-            scored = score_method(method, bench, output / f"{method.name}.json", workers=2)
-            similarities[method.name.removeprefix(f"ausil-{args.version}-")] = scored.similarities
-            print(f"{method.name}: {'reused' if scored.reused else 'scored'}", flush=True)
-
-    table = method_table(similarities, bench)
-    table.index.name = "rule"
+    table = rule_table(bench, args.profile, args.version, ExtractionConfig(backbone="released", model_version=args.version),
+                       released, "released")
     pd.set_option("display.width", 200)
     print(f"\nDAVR-dev {args.profile} ({len(bench.query_ids)} queries, {len(bench.database_ids)} database videos), "
           f"{args.version}, {SPEEDS_PER_OCTAVE} speeds per octave:")

@@ -30,14 +30,12 @@ import pandas as pd
 from released_model import ausil_methods, extract, method_table, score_methods, unseen_benchmark, write_record
 
 from ausil_lite.datasets.davr_mini import BuildRequest
-from ausil_lite.descriptors.speeds import calibrate_variant_penalty
-from ausil_lite.learning.triplets import load_triplet_source
 from ausil_lite.models.released import (CARD_DIR, EVALUATION_TABLE, FOUR_PACKAGES_FILE, FOUR_PACKAGES_TABLE,
                                         RELEASED_VERSION, version_dir)
 from ausil_lite.paths import data_root
-from ausil_lite.similarity.model import load_model, model_chamfer_rule
+from ausil_lite.similarity.model import model_chamfer_rule
 from ausil_lite.study.pipeline import extraction_config
-from ausil_lite.study.release import RELEASE_SIZES, release_pipeline, train_recipe
+from ausil_lite.study.release import RELEASE_SIZES, recipe_penalty, release_pipeline, train_recipe
 
 NAME = "four-packages"
 
@@ -64,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     pipeline = release_pipeline(mini, data_root() / "models" / NAME, seed=args.seed)
     trained = train_recipe(pipeline)
     model_dir = pipeline.model_dir("selfsup")
-    triplets = load_triplet_source(model_dir / f"triplets-{trained.triplets['key']}.npz")
-    penalty = calibrate_variant_penalty(load_model(model_dir, "cpu"), triplets)
+    penalty = recipe_penalty(pipeline, trained)
     rule = model_chamfer_rule(version_dir(args.version))
     print(f"{NAME}: variant penalty {penalty:.4f} (calibrated on its training triplets), chamfer rule {rule}", flush=True)
 

@@ -25,22 +25,16 @@ import time
 
 import pandas as pd
 
-from released_model import ausil_methods, extract, method_table, write_record
+from chamfer_rule import BENCHMARK, dev_benchmark, rule_table
+from released_model import write_record
 
 from ausil_lite.datasets.corpus import DEV_HELD_OUT, build_corpus, write_held_out_tracks
-from ausil_lite.datasets.davr_mini import BuildRequest, load_davr_mini
-from ausil_lite.descriptors.speeds import calibrate_variant_penalty
-from ausil_lite.learning.triplets import load_triplet_source
 from ausil_lite.models.released import CARD_DIR, HELD_OUT_FILE, HELD_OUT_TABLE, RELEASED_VERSION, version_dir
 from ausil_lite.paths import data_root
-from ausil_lite.similarity.chamfer import CHAMFER_RULES
-from ausil_lite.similarity.model import load_model
-from ausil_lite.study.method_scores import score_method
 from ausil_lite.study.pipeline import extraction_config
-from ausil_lite.study.release import RELEASE_SIZES, release_pipeline, train_recipe
+from ausil_lite.study.release import RELEASE_SIZES, recipe_penalty, release_pipeline, train_recipe
 
 NAME = "dev-held-out"
-BENCHMARK = "davr-dev"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,25 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     pipeline = release_pipeline(tracks_dir, data_root() / "models" / NAME, seed=args.seed)
     trained = train_recipe(pipeline)
     model_dir = pipeline.model_dir("selfsup")
-    triplets = load_triplet_source(model_dir / f"triplets-{trained.triplets['key']}.npz")
-    penalty = calibrate_variant_penalty(load_model(model_dir, "cpu"), triplets)
+    penalty = recipe_penalty(pipeline, trained)
     print(f"{NAME}: variant penalty {penalty:.4f} (calibrated on its training triplets)", flush=True)
 
-    root = data_root() / BENCHMARK / args.profile
-    if not (root / "annotation.json").is_file():
-        BuildRequest(profile=args.profile, benchmark=BENCHMARK, output=str(root), workers=2).build(progress=True)
-    bench = load_davr_mini(root, args.profile, benchmark=BENCHMARK)
-    store, variants = extract(bench, data_root() / "features" / f"{BENCHMARK}-{args.profile}" / NAME,
-                              extraction_config(pipeline, "selfsup", trained.weights), True)
-    output = data_root() / "results" / f"{BENCHMARK}-{args.profile}"
-    similarities = {}
-    for rule in CHAMFER_RULES:
-        for method in ausil_methods(NAME, store, variants, model_dir, "selfsup", rule=rule, penalty=penalty):
-            scored = score_method(method, bench, output / f"{method.name}.json", workers=2)
-            similarities[method.name.removeprefix(f"ausil-{NAME}-")] = scored.similarities
-            print(f"{method.name}: {'reused' if scored.reused else 'scored'}", flush=True)
-    table = method_table(similarities, bench)
-    table.index.name = "rule"
+    bench = dev_benchmark(args.profile)
+    table = rule_table(bench, args.profile, NAME, extraction_config(pipeline, "selfsup", trained.weights), model_dir,
+                       "selfsup", penalty)
     pd.set_option("display.width", 200)
     print(f"\nDAVR-dev {args.profile} ({len(bench.query_ids)} queries, {len(bench.database_ids)} database videos), "
           f"{NAME} (never heard it):")

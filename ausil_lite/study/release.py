@@ -34,6 +34,7 @@ import torch
 
 from ausil_lite.datasets.corpus import CORPUS_MANIFEST, build_corpus, corpus_tracks, manifest_digest, write_corpus_table
 from ausil_lite.datasets.renders import RENDER_MANIFEST
+from ausil_lite.descriptors.speeds import calibrate_variant_penalty
 from ausil_lite.learning.triplets import CURVE_FILE, load_triplet_source
 from ausil_lite.models.export import export_released_model
 from ausil_lite.models.released import (
@@ -45,6 +46,7 @@ from ausil_lite.models.released import (
     card_is_current,
 )
 from ausil_lite.paths import data_root
+from ausil_lite.similarity.model import load_model
 from ausil_lite.study.pipeline import PipelineConfig, extraction_config, train_backbone, train_model
 
 RELEASE_SIZES = dict(
@@ -105,6 +107,14 @@ def train_recipe(pipeline: PipelineConfig, log=print) -> RecipeResult:
     trained = time.perf_counter()
     _, curve, triplets = train_model(pipeline, extraction_config(pipeline, "selfsup", weights), log)
     return RecipeResult(weights, curve, triplets, round(trained - started, 1), round(time.perf_counter() - trained, 1))
+
+
+def recipe_penalty(pipeline: PipelineConfig, trained: RecipeResult) -> float:
+    """The variant penalty of the AuSiL network :func:`train_recipe` trained, calibrated on its own training triplets
+    as an export calibrates a release's (never on an evaluation)."""
+    model_dir = pipeline.model_dir("selfsup")
+    triplets = load_triplet_source(model_dir / f"triplets-{trained.triplets['key']}.npz")
+    return calibrate_variant_penalty(load_model(model_dir, "cpu"), triplets)
 
 
 def train_release(run: ReleaseRun, log=print) -> dict:

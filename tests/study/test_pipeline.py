@@ -24,7 +24,8 @@ from ausil_lite.study.pipeline import (
     train_model,
     training_clips,
 )
-from ausil_lite.study.release import RELEASE_SIZES, release_pipeline, train_recipe
+from ausil_lite.descriptors.speeds import PENALTY_FRACTION
+from ausil_lite.study.release import RELEASE_SIZES, recipe_penalty, release_pipeline, train_recipe
 
 
 def test_config_rejects_unknown_keys_bad_backbones_and_missing_weights(tmp_path):
@@ -226,3 +227,6 @@ def test_the_release_recipe_trains_on_any_tracks_folder_and_a_rerun_reuses_it(be
     assert load_model(pipeline.model_dir("selfsup"), "cpu") is not None
     again = train_recipe(pipeline, log=None)
     assert again.weights == first.weights and again.curve.equals(first.curve) and again.triplets == first.triplets
+    # the penalty is the trained network's, measured on the triplets it trained on: a fraction of its score gap,
+    # small after two steps of training
+    assert 0 < recipe_penalty(pipeline, first) < PENALTY_FRACTION

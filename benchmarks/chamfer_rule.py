@@ -15,8 +15,8 @@ targets hold the model to), then the highest speed-changed mAP; a tie keeps ``qu
 with. The released model has heard DAVR-dev's packages and scores every rule near 1 there, so when the version's
 card holds ``held_out_dev.csv`` (``benchmarks/held_out_dev.py``: the same recipe trained without those packages,
 scored on DAVR-dev by every rule), the choice is made on that table instead: on audio the chooser never heard, as
-DAVR-unseen is to the released model. ``--write`` records the choice and every rule's figures in the version's ``config.json`` (and renews its
-``SHA256SUMS``) and writes the table to ``card/chamfer_rule.csv``; the card's evaluation is then stale until
+DAVR-unseen is to the released model. ``--write`` records the choice and every rule's figures in the version's
+``config.json`` (and renews its ``SHA256SUMS``) and writes the table to ``card/chamfer_rule.csv``; the card's evaluation is then stale until
 ``benchmarks/released_model.py --write-card`` measures the model again.
 """
 
@@ -37,15 +37,10 @@ from ausil_lite.models.export import record_chamfer_rule
 from ausil_lite.models.released import CARD_DIR, CHAMFER_RULE_TABLE, HELD_OUT_TABLE, RELEASED_VERSION, version_dir
 from ausil_lite.paths import data_root
 from ausil_lite.similarity.chamfer import CHAMFER_RULES
-from ausil_lite.study.method_scores import SPEEDS_SUFFIX, score_method
+from ausil_lite.study.method_scores import score_method
+from ausil_lite.study.results_chapters import choose_chamfer_rule
 
 BENCHMARK = "davr-dev"
-
-
-def choose(table: pd.DataFrame) -> str:
-    """The rule whose ``-speeds`` row has the best (mAP, speed-changed mAP); ``query`` on a tie."""
-    rows = {rule: table.loc[f"{rule}{SPEEDS_SUFFIX}"] for rule in CHAMFER_RULES}
-    return max(rows, key=lambda rule: (rows[rule]["mAP"], rows[rule]["speed-changed"], rule == "query"))
 
 
 def dev_benchmark(profile: str):
@@ -96,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         chooser, chooser_table = "its recipe trained without DAVR-dev's packages", pd.read_csv(held_out, index_col="rule")
         print(f"\nchosen on {held_out} ({chooser}, which never heard DAVR-dev):")
         print(chooser_table.round(4).to_string())
-    rule = choose(chooser_table)
+    rule = choose_chamfer_rule(chooser_table)
     print(f"\nchosen: {rule}")
     if args.write:
         figures = {name: {"mAP": round(float(row["mAP"]), 4), "speed-changed": round(float(row["speed-changed"]), 4)}

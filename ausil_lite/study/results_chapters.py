@@ -24,6 +24,7 @@ from ausil_lite.descriptors.extraction import BACKBONES
 from ausil_lite.descriptors.speeds import best_over_variants
 from ausil_lite.evaluation.breakdown import breakdown, breakdown_table, changed_positives, subset_map
 from ausil_lite.evaluation.protocol import RECALL_LEVELS, evaluate_benchmark, read_similarities
+from ausil_lite.similarity.chamfer import CHAMFER_RULES
 from ausil_lite.study.method_scores import KINDS, MEDIA_KINDS, SPEEDS_SUFFIX, ScoredMethod
 
 V = TypeVar("V")
@@ -188,6 +189,14 @@ def study_methods(methods: Mapping[str, V]) -> dict[str, V]:
     itself and the baselines, which the study's targets compare (chapter 8 holds the released model to its own)."""
     return {name: value for name, value in methods.items()
             if not name.removesuffix(SPEEDS_SUFFIX).endswith("-released")}
+
+
+def choose_chamfer_rule(table: pd.DataFrame) -> str:
+    """The chamfer rule whose ``<rule>-speeds`` row of ``table`` (one row per rule, with and without speed hypotheses,
+    as ``benchmarks/chamfer_rule.py`` scores DAVR-dev) has the best (mAP, speed-changed mAP); ``query``, the rule
+    every model trains with, on a tie."""
+    rows = {rule: table.loc[f"{rule}{SPEEDS_SUFFIX}"] for rule in CHAMFER_RULES}
+    return max(rows, key=lambda rule: (rows[rule]["mAP"], rows[rule]["speed-changed"], rule == "query"))
 
 
 def target_checks(

@@ -2,7 +2,7 @@
 
 descriptors (N, 2528) -> PCA whitening (fixed, fitted on training descriptors) -> attention weighting
 (trained context vector) -> similarity matrix with the other video -> video comparator (trained) ->
-chamfer similarity of the refined map, by the model's rule (``query`` as trained, or ``symmetric``:
+chamfer similarity of the refined map, by the model's rule (``query`` as trained, ``symmetric`` or ``either``:
 :data:`ausil_lite.similarity.chamfer.CHAMFER_RULES`). A database video shorter than 10 segments is concatenated with
 itself until it has at least 10, as the original does; queries are used as they are, and need at
 least 4 segments (the comparator's two 2x2 pools would leave an empty map: the original returns NaN).

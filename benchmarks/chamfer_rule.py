@@ -29,9 +29,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
-from released_model import SPEEDS_PER_OCTAVE, ausil_methods, extract, method_table
+from released_model import SPEEDS_PER_OCTAVE, ausil_methods, built_benchmark, extract, method_table
 
-from ausil_lite.datasets.davr_mini import BuildRequest, load_davr_mini
 from ausil_lite.descriptors.extraction import ExtractionConfig
 from ausil_lite.models.export import record_chamfer_rule
 from ausil_lite.models.released import CARD_DIR, CHAMFER_RULE_TABLE, HELD_OUT_TABLE, RELEASED_VERSION, version_dir
@@ -45,10 +44,7 @@ BENCHMARK = "davr-dev"
 
 def dev_benchmark(profile: str):
     """DAVR-dev of ``profile`` (built first when the data root holds none)."""
-    root = data_root() / BENCHMARK / profile
-    if not (root / "annotation.json").is_file():
-        BuildRequest(profile=profile, benchmark=BENCHMARK, output=str(root), workers=2).build(progress=True)
-    return load_davr_mini(root, profile, benchmark=BENCHMARK)
+    return built_benchmark(BENCHMARK, profile)
 
 
 def rule_table(bench, profile: str, name: str, extraction: ExtractionConfig, model_dir: Path, backbone: str,

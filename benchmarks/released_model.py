@@ -81,12 +81,18 @@ def ausil_methods(
     return methods
 
 
+def built_benchmark(benchmark: str, profile: str, root: Path | None = None):
+    """``benchmark`` (``davr-unseen`` or ``davr-dev``) of ``profile``, built first when ``root`` (default under the
+    data root) holds none."""
+    root = root or data_root() / benchmark / profile
+    if not (root / "annotation.json").is_file():
+        BuildRequest(profile=profile, benchmark=benchmark, output=str(root), workers=2).build(progress=True)
+    return load_davr_mini(root, profile, benchmark=benchmark)
+
+
 def unseen_benchmark(profile: str, root: Path | None = None):
     """DAVR-unseen of ``profile`` (built first when ``root``, default under the data root, holds none)."""
-    root = root or data_root() / "davr-unseen" / profile
-    if not (root / "annotation.json").is_file():
-        BuildRequest(profile=profile, benchmark="davr-unseen", output=str(root), workers=2).build(progress=True)
-    return load_davr_mini(root, profile, benchmark="davr-unseen")
+    return built_benchmark("davr-unseen", profile, root)
 
 
 def score_methods(methods: list[Method], bench, profile: str) -> dict:
@@ -160,8 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     methods: list[Method] = []
     store, variants = extract(bench, features / args.version, ExtractionConfig(backbone="released", model_version=args.version), True)
     methods += ausil_methods(args.version, store, variants, released, "released")
+    own_rule = model_chamfer_rule(released)
     for rule in CHAMFER_RULES:  # what the rule chosen on DAVR-dev changes here, against each other rule
-        if rule != model_chamfer_rule(released):
+        if rule != own_rule:
             methods += ausil_methods(args.version, store, variants, released, "released", rule=rule)
     methods.append(Method(f"chamfer-{args.version}", "chamfer", "released", str(store)))
     if args.float32 and (source := float32_source(released)) is not None:

@@ -30,6 +30,7 @@ from ausil_lite.descriptors.extraction import ExtractionConfig
 from ausil_lite.descriptors.precision import PRECISIONS
 from ausil_lite.descriptors.speeds import extract_speed_variants, model_variant_penalty, speed_grid
 from ausil_lite.descriptors.store import FeatureStore, extract_videos
+from ausil_lite.descriptors.workers import default_workers
 from ausil_lite.evaluation.protocol import read_similarities
 from ausil_lite.models.released import CARD_DIR, FAST_NETWORK_TABLE, RELEASED_VERSION, version_dir
 from ausil_lite.paths import data_root
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     name = f"{args.version}-{args.precision}"
     store = data_root() / "features" / f"davr-unseen-{args.profile}" / name
     variants = store.with_name(store.name + SPEEDS_SUFFIX)
-    print(f"{name}: {extract_videos(bench.videos(), FeatureStore(store), config, workers=1, retry_failed=True)}", flush=True)
+    print(f"{name}: {extract_videos(bench.videos(), FeatureStore(store), config, workers=default_workers(), retry_failed=True)}", flush=True)
     print(extract_speed_variants(bench.videos(bench.query_ids), FeatureStore(variants), config,
                                  speed_grid(SPEEDS_PER_OCTAVE), progress=True), flush=True)
 

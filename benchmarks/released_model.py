@@ -38,6 +38,7 @@ from ausil_lite.datasets.davr_mini import BuildRequest, load_davr_mini
 from ausil_lite.descriptors.extraction import ExtractionConfig
 from ausil_lite.descriptors.speeds import extract_speed_variants, model_variant_penalty, speed_grid
 from ausil_lite.descriptors.store import FeatureStore, extract_videos
+from ausil_lite.descriptors.workers import default_workers
 from ausil_lite.evaluation.breakdown import breakdown_table, outranking_sources
 from ausil_lite.evaluation.protocol import evaluate_benchmark
 from ausil_lite.models.released import (CARD_DIR, EVALUATION_FILE, EVALUATION_TABLE, OUTRANKING_TABLE, RELEASED_VERSION,
@@ -55,7 +56,7 @@ SPEEDS_PER_OCTAVE = 10
 def extract(bench, folder: Path, extraction: ExtractionConfig, speeds: bool) -> tuple[Path, Path | None]:
     """The benchmark's descriptors (and its queries' speed variants) in ``folder``; resumable."""
     store = FeatureStore(folder)
-    summary = extract_videos(bench.videos(), store, extraction, workers=1, retry_failed=True, progress=True)
+    summary = extract_videos(bench.videos(), store, extraction, workers=default_workers(), retry_failed=True, progress=True)
     print(f"{folder.name}: {summary}", flush=True)
     if not speeds:
         return folder, None

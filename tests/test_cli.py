@@ -235,7 +235,7 @@ def _alive(pids: set[int]) -> set[int]:
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads processes from /proc")
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM", "Ctrl-C"])
-def test_decode_workers_end_with_their_parent_and_an_interrupt_is_one_line(make_media, tmp_path, how):
+def test_extraction_workers_end_with_their_parent_and_an_interrupt_is_one_line(make_media, tmp_path, how):
     import signal
     import time
 
@@ -255,9 +255,9 @@ def test_decode_workers_end_with_their_parent_and_an_interrupt_is_one_line(make_
         while not ((tmp_path / "f" / "index.csv").is_file() and len(_descendants(run.pid)) >= 3):
             if run.poll() is not None:
                 pytest.fail(f"the extraction ended (code {run.returncode}) before it was interrupted: {run.stderr.read()[-2000:]}")
-            assert time.monotonic() < deadline, "no stored video and decode workers within 240 s"
+            assert time.monotonic() < deadline, "no stored video and extraction workers within 240 s"
             time.sleep(0.2)
-        workers = _descendants(run.pid)  # the forkserver and two decode workers
+        workers = _descendants(run.pid)  # the forkserver and two extraction workers
         if how == "Ctrl-C":
             os.killpg(run.pid, signal.SIGINT)  # a terminal sends it to the whole foreground group
         else:
@@ -266,7 +266,7 @@ def test_decode_workers_end_with_their_parent_and_an_interrupt_is_one_line(make_
         deadline = time.monotonic() + 20
         while _alive(workers) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not _alive(workers), f"orphaned decode workers: {_alive(workers)}"
+        assert not _alive(workers), f"orphaned extraction workers: {_alive(workers)}"
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)

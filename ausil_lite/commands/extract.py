@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from ausil_lite.commands.model_choice import DEFAULT_HELP, add_backbone_options, extraction_choice, require_model
+from ausil_lite.commands.model_choice import DEFAULT_HELP, add_backbone_options, add_workers_option, extraction_choice, require_model
 from ausil_lite.descriptors.store import FeatureStore, extract_videos
 from ausil_lite.descriptors.video_list import read_video_list
 
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_backbone_options(p)
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: CUDA when available)")
     p.add_argument("--batch-size", type=int, default=64, help="segments per forward pass")
-    p.add_argument("--workers", type=int, default=1, help="decoding processes (0: decode in the main process)")
+    add_workers_option(p)
     p.add_argument("--retry-failed", action="store_true", help="try again the videos that failed before")
     p.set_defaults(run=run)
 

@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ausil_lite.commands.model_choice import DEFAULT_HELP, add_backbone_options, extraction_choice, require_model, scoring_model
+from ausil_lite.commands.model_choice import (
+    DEFAULT_HELP, add_backbone_options, add_workers_option, extraction_choice, require_model, scoring_model,
+)
 from ausil_lite.descriptors.store import FeatureStore
 from ausil_lite.errors import InputError
 from ausil_lite.search.index import current_version, run_lock
@@ -35,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="Dask scheduler (e.g. tcp://host:8786): extract on its workers instead of here")
     add_backbone_options(p, "the store's when it exists, else released")
-    p.add_argument("--workers", type=int, default=1, help="local decoding processes (0: in this process)")
+    add_workers_option(p)
     p.add_argument("--retry-failed", action="store_true", help="try again the files that failed before")
     p.add_argument("--rebuild", action="store_true", help="rebuild the whole index (refits the whitening)")
     p.set_defaults(run=run)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ausil_lite.descriptors.extraction import BACKBONES, ExtractionConfig, recorded_extraction
 from ausil_lite.descriptors.precision import default_precision
+from ausil_lite.descriptors.workers import MAX_DEFAULT_WORKERS, default_workers
 from ausil_lite.models.released import RELEASED_VERSION, available_versions, version_dir
 
 DEFAULT_HELP = (
@@ -57,6 +58,13 @@ def add_backbone_options(parser: argparse.ArgumentParser, default: str = "releas
     precision = parser.add_mutually_exclusive_group()
     precision.add_argument("--fast", action="store_true", default=None, help=FAST_HELP)
     precision.add_argument("--full", action="store_true", default=None, help=FULL_HELP)
+
+
+def add_workers_option(parser: argparse.ArgumentParser) -> None:
+    """``--workers``: the extraction processes (:mod:`ausil_lite.descriptors.workers`), one a core by default."""
+    parser.add_argument("--workers", type=int, default=default_workers(),
+                        help="extraction processes: on a CPU each extracts whole files, on a GPU they decode ahead of it "
+                        f"(default: one a usable core, at most {MAX_DEFAULT_WORKERS}: here %(default)s; 0: all in this process)")
 
 
 def extraction_choice(

@@ -20,16 +20,9 @@ import contextlib
 import csv
 import io
 import json
-import multiprocessing
-import multiprocessing.connection
 import os
-import signal
 import sys
-import threading
 import time
-import warnings
-from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,7 +32,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from ausil_lite.config import provenance
-from ausil_lite.descriptors.extraction import AudioScan, ExtractionConfig, FeatureExtractor, describe_extraction, same_descriptors, scan_audio
+from ausil_lite.descriptors.extraction import ExtractionConfig, FeatureExtractor, describe_extraction, same_descriptors
+from ausil_lite.descriptors.workers import ExtractionWorkers, extract
 from ausil_lite.errors import AudioError, InputError
 
 INDEX_COLUMNS = ["id", "source", "duration", "segments", "status", "error"]
@@ -229,122 +223,69 @@ class ExtractionSummary:
         return "\n".join(lines)
 
 
-def _scan(path: str) -> tuple[AudioScan, str]:
-    """Worker job: the file's first read (a few numbers, and the mel power frames of a file up to KEEP_SECONDS)
-    and any recovery warning (as text)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        scan = scan_audio(path)
-    return scan, "; ".join(str(w.message) for w in caught)
-
-
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)  # one core each: the parent runs the backbone on the others
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole terminal group: the parent ends us
-    threading.Thread(target=_exit_with_parent, daemon=True, name="exit-with-parent").start()
-
-
-def _exit_with_parent() -> None:
-    """Worker thread: end this process as soon as the one that started it is gone.
-
-    A parent killed outright (SIGKILL, or SIGTERM outside the command line) runs no cleanup, and its
-    decode workers, blocked on the task queue or busy with a long file, would live on for good.
-    """
-    multiprocessing.connection.wait([multiprocessing.parent_process().sentinel])
-    os._exit(1)
-
-
 def extract_videos(
     videos: list[tuple[str, str | Path]],
     store: FeatureStore,
     config: ExtractionConfig = ExtractionConfig(),
-    workers: int = 1,
+    workers: int | ExtractionWorkers = 1,
     retry_failed: bool = False,
     progress: bool = True,
     extractor: FeatureExtractor | None = None,
 ) -> ExtractionSummary:
     """Extract descriptors for ``(id, path)`` pairs into ``store``, resuming where a run stopped.
 
-    ``extractor`` (made with ``config``) lets a caller that extracts several batches build the network,
-    and compile the fast one, once.
-
-    A file's first read (:func:`~ausil_lite.descriptors.extraction.scan_audio`) runs ahead in ``workers`` processes
-    (0: in this process) while this one runs the backbone: on the samples the scan kept for a short
-    file, or on a streamed second read of a long one, so neither process holds more than a chunk of a
-    long recording.
+    ``workers`` processes (:mod:`ausil_lite.descriptors.workers`; 0: all in this process) extract whole
+    files side by side when the network runs on the CPU, or read files ahead while this process runs it
+    on the GPU. Pass a ready :class:`~ausil_lite.descriptors.workers.ExtractionWorkers`, or an
+    ``extractor`` made with ``config`` for the network in this process, to build the network (and compile
+    the fast one) once for several batches.
     A file that cannot be decoded is recorded as failed with its reason and the batch goes on; ids
     that failed before are skipped unless ``retry_failed``. Errors that are not bad input (bugs)
     propagate: finished videos stay stored.
     """
     started = time.perf_counter()
     todo, summary = store.plan_extraction(videos, config, retry_failed)
-    if extractor is not None and extractor.config != config:
-        raise ValueError(f"the extractor was made with {extractor.config}, the batch asks for {config}")
+    for made in (extractor, workers if isinstance(workers, ExtractionWorkers) else None):
+        if made is not None and made.config != config:
+            raise ValueError(f"the {type(made).__name__} was made with {made.config}, the batch asks for {config}")
     if todo:
-        extractor = extractor or FeatureExtractor(config)
-        # closing: an interruption in the loop ends the decode workers now, not when the generator is collected
-        with tqdm(total=len(todo), desc="extract", unit="video", disable=not progress, file=sys.stderr) as bar, \
-                contextlib.closing(_scanned(todo, workers)) as scanned:
-            for vid, path, result in scanned:
+        with contextlib.ExitStack() as stack, \
+                tqdm(total=len(todo), desc="extract", unit="video", disable=not progress, file=sys.stderr) as bar:
+            if isinstance(workers, int) and workers > 0:
+                workers = stack.enter_context(ExtractionWorkers(config, workers))
+            first_reads = isinstance(workers, ExtractionWorkers) and not workers.whole_files
+            if first_reads or not isinstance(workers, ExtractionWorkers):  # the network runs in this process
+                extractor = extractor or FeatureExtractor(config)
+            # closing: an interruption in the loop ends the workers now, not when the generator is collected
+            results = stack.enter_context(contextlib.closing(
+                workers.results(todo) if isinstance(workers, ExtractionWorkers) else _in_process(todo, extractor)))
+            for vid, path, result in results:
+                if first_reads and not isinstance(result, AudioError):
+                    found, note = result
+                    try:
+                        result = extractor.from_file(path, found), found.seconds, note
+                    except AudioError as exc:  # the file changed between its two reads
+                        result = exc
                 if isinstance(result, AudioError):
                     summary.failed[vid] = str(result)
                     store.record_failure(vid, path, str(result))
                 else:
-                    scan, note = result
-                    try:
-                        descriptors = extractor.from_file(path, scan)
-                    except AudioError as exc:  # the file changed between its two reads
-                        summary.failed[vid] = str(exc)
-                        store.record_failure(vid, path, str(exc))
-                    else:
-                        store.save(vid, descriptors, path, scan.seconds, note)
-                        if note:
-                            summary.partial[vid] = note
-                        summary.extracted += 1
-                        summary.audio_seconds += scan.seconds
+                    descriptors, seconds, note = result
+                    store.save(vid, descriptors, path, seconds, note)
+                    if note:
+                        summary.partial[vid] = note
+                    summary.extracted += 1
+                    summary.audio_seconds += seconds
                 bar.set_postfix(failed=len(summary.failed))
                 bar.update()
     summary.wall_seconds = time.perf_counter() - started
     return summary
 
 
-def _scanned(todo: list[tuple[str, str]], workers: int):
-    """Yield ``(id, path, (scan, note) | AudioError)`` in order, scanning ahead in worker processes."""
-    if workers <= 0:
-        for vid, path in todo:
-            try:
-                yield vid, path, _scan(path)
-            except AudioError as exc:
-                yield vid, path, exc
-        return
-    # forkserver: children must not inherit the parent's OpenMP thread pool (fork can deadlock torch)
-    context = multiprocessing.get_context("forkserver")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker)
-    pending: deque[tuple[str, str, Future]] = deque()
-    items = iter(todo)
-    finished = False
-    try:
-        while True:
-            while len(pending) < 2 * workers:  # bounded read-ahead: an interruption wastes little, no scan goes stale
-                nxt = next(items, None)
-                if nxt is None:
-                    break
-                pending.append((nxt[0], nxt[1], pool.submit(_scan, nxt[1])))
-            if not pending:
-                finished = True
-                return
-            vid, path, future = pending.popleft()
-            try:
-                yield vid, path, future.result()
-            except AudioError as exc:
-                yield vid, path, exc
-    finally:
-        if finished:
-            pool.shutdown(wait=True)
-        else:  # interrupted (Ctrl-C, SIGTERM, an error): end the decodes in flight now, not after them
-            # _processes is private, but the only handle on the workers before Python 3.14's terminate_workers()
-            for process in list((pool._processes or {}).values()):
-                process.terminate()
-            pool.shutdown(wait=False, cancel_futures=True)
+def _in_process(todo: list[tuple[str, str | Path]], extractor: FeatureExtractor):
+    """Yield ``(id, path, (descriptors, seconds, note) | AudioError)``, each file extracted in this process."""
+    for vid, path in todo:
+        try:
+            yield vid, path, extract(path, extractor)
+        except AudioError as exc:
+            yield vid, path, exc

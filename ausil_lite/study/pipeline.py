@@ -82,7 +82,7 @@ class PipelineConfig:
     models_dir: str | None = None  # default data_root()/models/<profile>
     backbones: str = "random,selfsup,released"  # comma-separated; "kumar2018" joins when kumar2018_weights is given
     kumar2018_weights: str | None = None  # the AudioSet state dict mx-h64-1024_0d3-1.17.pkl
-    workers: int = 1  # decoding processes during extraction (the backbone runs in this process)
+    workers: int = 1  # extraction processes (ausil_lite.descriptors.workers: whole files on a CPU, decoding for a GPU)
     # self-supervised backbone (ausil_lite.learning.selfsup)
     selfsup_epochs: int = 20
     selfsup_steps: int = 200  # steps per epoch

@@ -77,7 +77,7 @@ def _show_warning(otherwise, message, category, *args, **kwargs) -> None:
 
 
 def _interrupt(signum, frame) -> None:
-    """SIGTERM (``timeout``, a scheduler) ends a command as Ctrl-C does: decode workers stopped, one line said."""
+    """SIGTERM (``timeout``, a scheduler) ends a command as Ctrl-C does: extraction workers stopped, one line said."""
     raise KeyboardInterrupt
 
 

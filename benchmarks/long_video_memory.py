@@ -3,9 +3,9 @@
 Each input is made on the fly, block by block so this process never holds it: a synthetic signal
 (tones that change every second over quiet noise, with silent gaps) encoded as AAC at 48 kHz in an
 m4a file, so decoding a compressed stream and resampling to 44.1 kHz are both exercised. Each input
-is then extracted into a fresh feature store in its own process, as ``ausil-lite extract`` does it
-(one decode worker, the backbone in the main process, the seeded random backbone on the CPU), and
-that process reports its peak resident memory (VmHWM) and the largest of its workers' (polled).
+is then extracted into a fresh feature store in its own process, as ``ausil-lite extract`` does it on a
+CPU (one extraction worker: :mod:`ausil_lite.descriptors.workers`; the seeded random backbone), and that
+process reports its peak resident memory (VmHWM) and the largest of its workers' (polled).
 
     .venv/bin/python benchmarks/long_video_memory.py [--minutes 10 60 180] [--threads 2]
 """
@@ -59,7 +59,7 @@ def vm_hwm_mb(pid: int | str = "self") -> float:
 
 
 def descendants(pid: int) -> set[int]:
-    """Every process below ``pid``: the decode workers sit under the forkserver, not under this process."""
+    """Every process below ``pid``: the extraction workers sit under the forkserver, not under this process."""
     parents = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:

@@ -106,8 +106,8 @@ def describe_extraction(config: Mapping[str, Any]) -> str:
 KEEP_SECONDS = 300.0
 """Audio up to this long keeps its first read's mel power frames (13 MB at most), so only longer files are
 decoded twice (reading twice made extraction of ordinary clips about a third slower), and the mel the scan
-computed anyway is not computed again: in a decode worker, that moves the whole front end off the process
-that runs the network."""
+computed anyway is not computed again: in a worker that reads ahead of a GPU, that moves the whole front
+end off the process that runs the network."""
 
 
 @dataclass(frozen=True)
@@ -197,7 +197,7 @@ class FeatureExtractor:
     def from_file(self, path: str | Path, scan: AudioScan | None = None) -> np.ndarray:
         """Descriptors of the audio track of ``path``; bad input raises an ``AudioError`` naming it.
 
-        ``scan`` is the file's :func:`scan_audio`, when a decode worker has made it already.
+        ``scan`` is the file's :func:`scan_audio`, when a worker has made it already.
         """
         scan = scan_audio(path) if scan is None else scan
         if scan.mel_power is not None:  # the scan's frames, scaled as normalising the samples scales them

@@ -10,11 +10,12 @@ import pytest
 from ausil_lite.datasets import davr_mini as D
 from ausil_lite.datasets.media import write_media
 from ausil_lite.datasets.training import TrainingPool, TrainingTrack
+from ausil_lite.descriptors.speeds import PENALTY_FRACTION
 from ausil_lite.descriptors.store import FeatureStore, StoreError
 from ausil_lite.learning.triplets import load_triplet_source, train
+from ausil_lite.models.released import RELEASED_VERSION
 from ausil_lite.similarity import load_model
 from ausil_lite.similarity.model import read_provenance
-from ausil_lite.models.released import RELEASED_VERSION
 from ausil_lite.study.pipeline import (
     PipelineConfig,
     extraction_config,
@@ -24,7 +25,6 @@ from ausil_lite.study.pipeline import (
     train_model,
     training_clips,
 )
-from ausil_lite.descriptors.speeds import PENALTY_FRACTION
 from ausil_lite.study.release import RELEASE_SIZES, recipe_penalty, release_pipeline, train_recipe
 
 

@@ -43,10 +43,12 @@ def test_query_finds_the_copy_and_where(indexed, capsys):
     q0, q1 = best["query_span"]
     m0, m1 = best["match_span"]
     assert q0 <= 1 and q1 >= 7 and abs((m0 - q0) - 4) <= 1 and m1 - m0 >= 6
+    # the query's own extraction is timed first, then the search's stages
+    assert list(result["timings_ms"])[:2] == ["extract", "stage1"] and result["timings_ms"]["extract"] > 0
     threshold = (best["score"] + result["matches"][1]["score"]) / 2
     assert main(["query", str(collection / "query.m4a"), "--index", str(index), "--threshold", str(threshold)]) == 0
     table = capsys.readouterr().out
-    assert "a.mp4" in table and "b.mp4" not in table and "query span" in table
+    assert "a.mp4" in table and "b.mp4" not in table and "query span" in table and "(extract " in table
 
 
 def test_added_file_updates_and_edited_file_replaces(indexed, tmp_path, capsys):

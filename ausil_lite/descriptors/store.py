@@ -211,6 +211,20 @@ class ExtractionSummary:
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
 
+    def record(self, store: FeatureStore, vid: str, path: str | Path,
+               result: tuple[np.ndarray, float, str] | AudioError) -> None:
+        """Store one file's ``(descriptors, seconds of audio, recovery note)``, or record why it failed, and count it."""
+        if isinstance(result, AudioError):
+            self.failed[vid] = str(result)
+            store.record_failure(vid, path, str(result))
+            return
+        descriptors, seconds, note = result
+        store.save(vid, descriptors, path, seconds, note)
+        if note:
+            self.partial[vid] = note
+        self.extracted += 1
+        self.audio_seconds += seconds
+
     def __str__(self) -> str:
         speed = self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
         lines = [
@@ -266,16 +280,7 @@ def extract_videos(
                         result = extractor.from_file(path, found), found.seconds, note
                     except AudioError as exc:  # the file changed between its two reads
                         result = exc
-                if isinstance(result, AudioError):
-                    summary.failed[vid] = str(result)
-                    store.record_failure(vid, path, str(result))
-                else:
-                    descriptors, seconds, note = result
-                    store.save(vid, descriptors, path, seconds, note)
-                    if note:
-                        summary.partial[vid] = note
-                    summary.extracted += 1
-                    summary.audio_seconds += seconds
+                summary.record(store, vid, path, result)
                 bar.set_postfix(failed=len(summary.failed))
                 bar.update()
     summary.wall_seconds = time.perf_counter() - started

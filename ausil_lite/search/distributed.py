@@ -17,15 +17,15 @@ import hashlib
 import json
 import sys
 import time
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from ausil_lite.descriptors.extraction import ExtractionConfig, FeatureExtractor, scan_audio
+from ausil_lite.descriptors.extraction import ExtractionConfig, FeatureExtractor
 from ausil_lite.descriptors.store import ExtractionSummary, FeatureStore
+from ausil_lite.descriptors.workers import extract
 from ausil_lite.errors import AudioError
 
 _EXTRACTORS: dict[ExtractionConfig, FeatureExtractor] = {}  # per worker process
@@ -40,13 +40,9 @@ def extract_task(path: str, config: ExtractionConfig) -> tuple[np.ndarray, float
     if config not in _EXTRACTORS:
         _EXTRACTORS[config] = FeatureExtractor(config)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            scan = scan_audio(path)
-        descriptors = _EXTRACTORS[config].from_file(path, scan)  # streamed: hours of audio fit a worker
+        return extract(path, _EXTRACTORS[config])  # streamed: hours of audio fit a worker
     except AudioError as exc:
         return exc
-    return descriptors, scan.seconds, "; ".join(str(w.message) for w in caught)
 
 
 def task_key(video_id: str, config: ExtractionConfig) -> str:
@@ -80,16 +76,7 @@ def extract_on_cluster(
             bar = tqdm(total=len(todo), desc="extract (dask)", unit="video", disable=not progress, file=sys.stderr)
             for future, result in as_completed(futures, with_results=True):
                 vid, path = futures[future]
-                if isinstance(result, AudioError):
-                    summary.failed[vid] = str(result)
-                    store.record_failure(vid, path, str(result))
-                else:
-                    descriptors, duration, note = result
-                    store.save(vid, descriptors, path, duration, note)
-                    if note:
-                        summary.partial[vid] = note
-                    summary.extracted += 1
-                    summary.audio_seconds += duration
+                summary.record(store, vid, path, result)
                 client.cancel(future)  # release the result on the worker
                 bar.set_postfix(failed=len(summary.failed))
                 bar.update()

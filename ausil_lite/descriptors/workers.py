@@ -35,7 +35,7 @@ from ausil_lite.descriptors.extraction import AudioScan, ExtractionConfig, Featu
 from ausil_lite.errors import AudioError
 
 MAX_DEFAULT_WORKERS = 8
-"""Most worker processes a command starts when told nothing: each holds torch and a network (~0.5 GB)."""
+"""Most worker processes a command starts when told nothing: each holds torch and a network (peaks near 0.9 GB)."""
 
 _extractor: FeatureExtractor | None = None
 """A whole-file worker's network, built once by :func:`_init_worker`."""

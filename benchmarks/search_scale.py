@@ -504,12 +504,14 @@ def main() -> None:
             report["dask"] = dask_throughput(load_davr_mini(profile=args.profile).videos()[: args.dask_videos], work)
             print(f"  ratio 2/1 workers: {report['dask']['ratio_2_over_1']:.2f}")
     finally:
-        report["machine"]["load_average_end"] = os.getloadavg()
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        print(f"\nwrote {args.output}")
-        if args.work is None:
-            shutil.rmtree(work, ignore_errors=True)
+        try:
+            report["machine"]["load_average_end"] = os.getloadavg()
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+            print(f"\nwrote {args.output}")
+        finally:  # the 100k database is about 27 GB: never left behind, even when the report cannot be written (a full disk)
+            if args.work is None:
+                shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ def main() -> None:
                 start = time.perf_counter()
                 pools[precision] = ExtractionWorkers(config, args.workers)
                 extract_videos(clips[: 2 * args.workers], FeatureStore(Path(tmp) / f"warm-{device}-{precision}"), config,
-                               workers=pools[precision], progress=False)  # starts every worker (2 jobs each in flight)
+                               workers=pools[precision], progress=False, extractor=extractors[precision])  # starts every worker (2 jobs each in flight)
                 rows.append((f"{NETWORKS[precision]} on {device}: {args.workers} extraction workers' start-up, once a run",
                              None, time.perf_counter() - start))
             for r in range(args.repeat):
@@ -135,7 +135,7 @@ def main() -> None:
                     if r < 2:  # the folder is longer: two rounds suffice
                         stages["folder of clips via the store"] = lambda: extract_videos(
                             clips, FeatureStore(Path(tmp) / f"store-{device}-{precision}-{r}"), extractor.config,
-                            workers=pools[precision], progress=False)
+                            workers=pools[precision], progress=False, extractor=extractor)
                     for stage, fn in stages.items():
                         _, t = timed(fn)
                         best[precision, stage] = min(best.get((precision, stage), float("inf")), t)

@@ -259,20 +259,21 @@ def extract_videos(
     """
     started = time.perf_counter()
     todo, summary = store.plan_extraction(videos, config, retry_failed)
-    for made in (extractor, workers if isinstance(workers, ExtractionWorkers) else None):
+    pool = workers if isinstance(workers, ExtractionWorkers) else None
+    for made in (extractor, pool):
         if made is not None and made.config != config:
             raise ValueError(f"the {type(made).__name__} was made with {made.config}, the batch asks for {config}")
     if todo:
         with contextlib.ExitStack() as stack, \
                 tqdm(total=len(todo), desc="extract", unit="video", disable=not progress, file=sys.stderr) as bar:
-            if isinstance(workers, int) and workers > 0:
-                workers = stack.enter_context(ExtractionWorkers(config, workers))
-            first_reads = isinstance(workers, ExtractionWorkers) and not workers.whole_files
-            if first_reads or not isinstance(workers, ExtractionWorkers):  # the network runs in this process
+            if pool is None and workers > 0:
+                pool = stack.enter_context(ExtractionWorkers(config, workers))
+            first_reads = pool is not None and not pool.whole_files
+            if pool is None or first_reads:  # the network runs in this process
                 extractor = extractor or FeatureExtractor(config)
             # closing: an interruption in the loop ends the workers now, not when the generator is collected
             results = stack.enter_context(contextlib.closing(
-                workers.results(todo) if isinstance(workers, ExtractionWorkers) else _in_process(todo, extractor)))
+                pool.results(todo) if pool is not None else _in_process(todo, extractor)))
             for vid, path, result in results:
                 if first_reads and not isinstance(result, AudioError):
                     found, note = result

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -269,9 +270,14 @@ class SearchIndex:
 
     def embeddings(self, row: int) -> np.ndarray:
         """Stage-2 embeddings (segments, dims) float32 of the video in ``row``."""
-        video = self.videos.iloc[row]
-        start = int(video["shard_row"])
-        return np.asarray(self.shards[video["shard"]][start : start + int(video["segments"])], dtype=np.float32)
+        shard, start, segments = self._locations[row]
+        return np.asarray(self.shards[shard][start : start + segments], dtype=np.float32)
+
+    @functools.cached_property
+    def _locations(self) -> list[tuple[str, int, int]]:
+        """(shard, first row, segments) of each video row: a query reads a hundred candidates, and a pandas
+        row lookup each cost about as much as reading the embeddings."""
+        return list(self.videos[["shard", "shard_row", "segments"]].itertuples(index=False, name=None))
 
 
 def read_videos(path: Path) -> pd.DataFrame:

@@ -14,7 +14,10 @@ the card shows what a version's larger corpus bought), plays every query at the 
 * the targets: the released model with speed hypotheses at mAP >= 0.97, at least every baseline on every family,
   and >= 0.95 on speed-changed duplicates;
 * where the non-duplicates that outrank the released model's duplicates come from: another moment of the query's
-  own track, or another track (``card/outranking.csv``).
+  own track, or another track (``card/outranking.csv``);
+* whether an identical copy is what the released model scores highest: each query's score against itself, beside
+  its lowest-scored duplicate and its highest-scored other moment of its own track, and how steady the query's
+  audio is (the mean cosine of its whitened segments with each other) (``card/self_similarity.csv``).
 
 Everything it computes stays under the data root and is reused on a rerun (feature stores resume, similarity files
 are kept until their inputs change). ``--write-card`` also writes the table into the released model's card folder
@@ -31,6 +34,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ausil_lite.config import git_commit
@@ -39,13 +43,14 @@ from ausil_lite.descriptors.extraction import ExtractionConfig
 from ausil_lite.descriptors.speeds import extract_speed_variants, model_variant_penalty, speed_grid
 from ausil_lite.descriptors.store import FeatureStore, extract_videos
 from ausil_lite.descriptors.workers import default_workers
-from ausil_lite.evaluation.breakdown import breakdown_table, outranking_sources
+from ausil_lite.evaluation.breakdown import breakdown_table, identity_margins, outranking_sources
 from ausil_lite.evaluation.protocol import evaluate_benchmark
 from ausil_lite.models.released import (CARD_DIR, EVALUATION_FILE, EVALUATION_TABLE, OUTRANKING_TABLE, RELEASED_VERSION,
-                                        TARGETS_TABLE, available_versions, version_dir, weights_stamp)
+                                        SELF_SIMILARITY_TABLE, TARGETS_TABLE, available_versions, load_released_scorer,
+                                        version_dir, weights_stamp)
 from ausil_lite.paths import data_root
 from ausil_lite.similarity.chamfer import CHAMFER_RULES
-from ausil_lite.similarity.model import model_chamfer_rule
+from ausil_lite.similarity.model import MIN_QUERY_SEGMENTS, model_chamfer_rule
 from ausil_lite.study.method_scores import SPEEDS_SUFFIX, Method, score_method
 from ausil_lite.study.results_chapters import speed_changed_maps, target_checks
 
@@ -138,6 +143,24 @@ def ci_model(models: Path) -> tuple[ExtractionConfig, Path] | None:
     return ExtractionConfig(backbone="selfsup", weights=extraction["weights"], seed=extraction.get("seed", 0)), model_dir
 
 
+def self_similarity(similarities: dict, bench, store: Path, version: str) -> pd.DataFrame:
+    """:func:`~ausil_lite.evaluation.breakdown.identity_margins` of ``similarities`` with the version's score of each
+    query against itself (its own descriptors, as played: what any copy of it can at best reach), and ``steadiness``:
+    the mean cosine between the query's whitened segments, high for a steady texture or a repeating loop."""
+    model, descriptors = load_released_scorer(version, "cpu"), FeatureStore(store)
+    own, steadiness = {}, {}
+    for query in bench.query_ids:
+        x = descriptors.load(query)
+        if len(x) >= MIN_QUERY_SEGMENTS:
+            own[query] = model.similarity(x, x)
+        whitened = model.whitening.transform(x)
+        cosines = whitened @ whitened.T
+        steadiness[query] = float(cosines[~np.eye(len(x), dtype=bool)].mean()) if len(x) > 1 else np.nan
+    table = identity_margins(similarities, own, bench)
+    table.insert(1, "steadiness", pd.Series(steadiness))
+    return table
+
+
 def write_record(path: Path, record: dict) -> None:
     """A card's JSON record of a measurement, stamped with the commit and time it was made at."""
     stamp = {"git_commit": git_commit(), "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -206,12 +229,20 @@ def main(argv: list[str] | None = None) -> int:
     outranking = outranking_sources(similarities[best], bench)
     print(f"\nwhere the non-duplicates that outrank {best}'s duplicates come from:")
     print(outranking.to_string())
+    selfs = self_similarity(similarities[best], bench, features / args.version, args.version)
+    below = selfs["duplicate below own-track"]
+    print(f"\n{best} against itself: median {selfs['self'].median():.3f}, correlation with steadiness "
+          f"{selfs['self'].corr(selfs['steadiness']):.2f}; {int(below.sum())} queries have a duplicate scored at most an "
+          f"own-track moment (median self {selfs.loc[below, 'self'].median():.3f}, the others "
+          f"{selfs.loc[~below, 'self'].median():.3f}); {int((selfs['highest own-track'] > selfs['self']).sum())} "
+          "score another moment of their own track above themselves")
     if args.write_card:
         card = released / CARD_DIR
         card.mkdir(exist_ok=True)
         table.round(4).to_csv(card / EVALUATION_TABLE)
         targets.to_csv(card / TARGETS_TABLE)
         outranking.to_csv(card / OUTRANKING_TABLE)
+        selfs.round(4).to_csv(card / SELF_SIMILARITY_TABLE)
         write_record(card / EVALUATION_FILE, {
             "benchmark": f"davr-unseen {args.profile}", "queries": len(bench.query_ids),
             "database": len(bench.database_ids), "duplicate_pairs": sum(len(bench.relevant(q)) for q in bench.query_ids),

@@ -285,3 +285,38 @@ def outranking_sources(similarities: Similarities, benchmark: Benchmark, table: 
     frame = pd.DataFrame.from_dict(counts, orient="index")
     frame.index.name = "source"
     return frame
+
+
+def identity_margins(
+    similarities: Similarities, self_scores: Mapping[str, float], benchmark: Benchmark, table: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Per query: the method's score of the query against itself beside its lowest-scored duplicate and its
+    highest-scored other moment of its own track (:data:`OWN_TRACK` non-duplicates).
+
+    An identical copy is the most a query can meet, so a method whose score of another moment of the query's
+    recording tops the query's own self-score ranks by what the audio is like (a steady texture, a repeating
+    loop) rather than by whether it is the same audio. Index ``query``; columns ``self`` (from ``self_scores``,
+    NaN where absent), ``lowest duplicate``, ``highest own-track`` (NaN where the benchmark holds no other
+    moment of the query's track) and ``duplicate below own-track`` (the lowest duplicate scores at most the
+    highest own-track moment: that query's AP is below 1 in some family column). Needs the item table's
+    ``track`` column.
+    """
+    table = benchmark.table if table is None else table
+    if table is None or "track" not in table.columns:
+        raise ValueError(f"{benchmark.name}: no item table with a 'track' column to tell the query's own track")
+    track = table.set_index("id")["track"].to_dict()
+    dataset = set(benchmark.query_ids) | set(benchmark.database_ids)
+    rows = {}
+    for query in benchmark.query_ids:
+        positives = benchmark.relevant(query, (benchmark.primary_label,))
+        results = similarities.get(query, {})
+        duplicates = [results[v] for v in positives if v in results]
+        own = [sim for other, sim in results.items() if other != query and other in dataset
+               and other not in positives and track.get(other) == track.get(query)]
+        rows[query] = {"self": self_scores.get(query, np.nan),
+                       "lowest duplicate": min(duplicates, default=np.nan),
+                       "highest own-track": max(own, default=np.nan)}
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame["duplicate below own-track"] = frame["lowest duplicate"] <= frame["highest own-track"]
+    frame.index.name = "query"
+    return frame

@@ -55,7 +55,11 @@ TARGETS_TABLE = "targets.csv"
 OUTRANKING_TABLE = "outranking.csv"
 """In ``card/``: where the non-duplicates that outrank the released model's duplicates come from (the query's own
 track or another), beside how common each source is (:func:`ausil_lite.evaluation.breakdown.outranking_sources`)."""
-CARD_EVALUATION_FILES = (EVALUATION_FILE, EVALUATION_TABLE, TARGETS_TABLE, OUTRANKING_TABLE)
+SELF_SIMILARITY_TABLE = "self_similarity.csv"
+"""In ``card/``: per query, the released model's score of the query against itself beside its lowest-scored duplicate
+and its highest-scored other moment of its own track, and how steady its audio is
+(:func:`ausil_lite.evaluation.breakdown.identity_margins`)."""
+CARD_EVALUATION_FILES = (EVALUATION_FILE, EVALUATION_TABLE, TARGETS_TABLE, OUTRANKING_TABLE, SELF_SIMILARITY_TABLE)
 """The card files an evaluation writes (the learning curves are the training's, written on export)."""
 CORPUS_TABLE = "corpus.csv"
 """In ``card/``: the training corpus (package, kind, licence, tracks, hours), written when a version is exported."""

@@ -16,6 +16,7 @@ from ausil_lite.evaluation.breakdown import (
     changed_positives,
     duplicate_ranks,
     group_sizes,
+    identity_margins,
     missed_duplicates,
     outranking_sources,
     positive_groups,
@@ -176,3 +177,16 @@ def test_outranking_sources_tells_the_querys_own_track_from_other_tracks():
     assert sources.loc[OTHER_TRACKS].to_dict() == {"non-duplicates": 10, "outranking": 5, "duplicates outranked": 4}
     with pytest.raises(ValueError, match="'track' column"):
         outranking_sources(SIMS, make_benchmark())
+
+
+def test_identity_margins_set_each_querys_self_score_beside_its_worst_copy_and_best_own_track_moment():
+    table = make_benchmark().table.assign(track=["t1", "t2", "t1", "t1", "t1", "t2", "t2", "t3", "t1"])
+    margins = identity_margins(SIMS, {"q1": 0.55}, make_benchmark(table))
+    # q1 (t1): copies a 0.9, b 0.7, c 0.5; its own track's other moment n2 scores 0.6 (its score against itself, 1.0 in
+    # SIMS, is not a moment of its track); q2 (t2): copies d 0.2, e 0.9, and no other moment of t2
+    assert margins.loc["q1"].to_dict() == {"self": 0.55, "lowest duplicate": 0.5, "highest own-track": 0.6,
+                                           "duplicate below own-track": True}
+    assert math.isnan(margins.loc["q2", "self"]) and math.isnan(margins.loc["q2", "highest own-track"])
+    assert margins.loc["q2", "lowest duplicate"] == 0.2 and not margins.loc["q2", "duplicate below own-track"]
+    with pytest.raises(ValueError, match="'track' column"):
+        identity_margins(SIMS, {}, make_benchmark())

@@ -20,7 +20,9 @@ issue 18's gate, mAP within 0.005 of the full network's and no transformation fa
 from __future__ import annotations
 
 import copy
+import os
 import shutil
+import sys
 from collections.abc import Callable
 
 import torch
@@ -64,10 +66,13 @@ def native_bfloat16() -> bool:
 
 
 def compiler_found() -> bool:
-    """Whether a C++ compiler that TorchInductor would use (``CXX``, else g++) is on the PATH."""
-    import torch._inductor.config  # here, not at the top: it takes seconds, which float32-only commands never need
+    """Whether the C++ compiler that TorchInductor would use is on the PATH: ``CXX``, else g++ (clang++ on macOS).
 
-    return any(name is not None and shutil.which(name) for name in torch._inductor.config.cpp.cxx)
+    Read from the environment as TorchInductor's ``cpp.cxx`` default is, instead of importing TorchInductor's
+    config: that import takes seconds and about 100 MB, which the process deciding the default (the command's,
+    which hands files to extraction workers that build their own networks) would keep to the end.
+    """
+    return shutil.which(os.environ.get("CXX", "clang++" if sys.platform == "darwin" else "g++")) is not None
 
 
 def at_precision(folded: KumarCNN, precision: str) -> tuple[KumarCNN, Callable[[torch.Tensor], torch.Tensor]]:

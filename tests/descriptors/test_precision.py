@@ -1,10 +1,12 @@
+import sys
+
 import numpy as np
 import pytest
 import torch
 
 from ausil_lite.descriptors.backbone import fold_batchnorm, load_backbone
 from ausil_lite.descriptors.extraction import ExtractionConfig, FeatureExtractor, describe_extraction, same_descriptors
-from ausil_lite.descriptors.precision import BFLOAT16_MIN_COSINE, BFLOAT16_TOLERANCE, at_precision
+from ausil_lite.descriptors.precision import BFLOAT16_MIN_COSINE, BFLOAT16_TOLERANCE, at_precision, compiler_found
 from tests.conftest import noise
 
 
@@ -13,6 +15,13 @@ def test_unknown_precisions_are_rejected():
         ExtractionConfig(precision="int8")
     with pytest.raises(ValueError, match="unknown precision 'float16'"):
         at_precision(fold_batchnorm(load_backbone(device="cpu")), "float16")
+
+
+def test_the_compiler_is_the_one_cxx_names(monkeypatch):
+    monkeypatch.setenv("CXX", sys.executable)  # any executable stands in for a compiler on the PATH
+    assert compiler_found()
+    monkeypatch.setenv("CXX", "no-such-compiler-here")
+    assert not compiler_found()
 
 
 def test_float32_is_the_full_network_itself():

@@ -17,6 +17,17 @@ def test_mac_is_2528_dimensional_with_unit_norm_blocks(model):
         assert torch.allclose(block.norm(dim=1), torch.ones(3), atol=1e-5)
 
 
+def test_inference_reads_out_in_place_yet_gives_trainings_descriptors_bit_for_bit(model):
+    x = torch.randn(3, 1, 174, 128).contiguous(memory_format=torch.channels_last)
+    given = x.clone()
+    with torch.inference_mode():
+        fast = model.mac(x)  # each layer's output overwritten by its readout
+    recorded = model.mac(x)  # autograd on: each layer read out as made, out of place
+    assert recorded.requires_grad and not fast.requires_grad
+    assert torch.equal(fast, recorded.detach())
+    assert torch.equal(x, given)  # the segments themselves are never overwritten
+
+
 def test_head_gives_audioset_probabilities(model):
     with torch.no_grad():
         probs = model(torch.randn(2, 1, 174, 128).contiguous(memory_format=torch.channels_last))

@@ -52,28 +52,26 @@ def write_long_input(path: Path, seconds: int, seed: int = 0) -> Path:
     return path
 
 
-def vm_hwm_mb(pid: int | str = "self") -> float:
-    """Peak resident memory of process ``pid``, in MB (VmHWM of its /proc status); 0 when it is gone."""
+def _proc_mb(pid: int | str, file: str, field: str) -> float:
+    """The ``field`` line (kB) of ``/proc/<pid>/<file>``, in MB; 0 when the process is gone."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+        for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return 0.0
+
+
+def vm_hwm_mb(pid: int | str = "self") -> float:
+    """Peak resident memory of process ``pid``, in MB (VmHWM of its /proc status)."""
+    return _proc_mb(pid, "status", "VmHWM")
 
 
 def pss_mb(pid: int | str = "self") -> float:
     """Proportional set size of process ``pid`` now, in MB: its private memory plus its share of pages it shares
-    (the forkserver's children share their parent's pages), so the sum over processes counts each page once; 0
-    when it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    (the forkserver's children share their parent's pages), so the sum over processes counts each page once."""
+    return _proc_mb(pid, "smaps_rollup", "Pss")
 
 
 def descendants(pid: int) -> set[int]:

@@ -39,7 +39,7 @@ class QueryConfig:
     # inverted lists scanned per segment (IVF only). At 100k videos (benchmarks/search_scale.py: DAVR-mini's queries
     # among synthetic videos) stage-1 recall is 0.983 from 16 lists to 256, the ceiling of the compressed codes (an
     # exact scan: 0.992), while stage-1 time grows with the lists: 37 ms at 16, 72 at 32, 290 at 128 (the default
-    # until December 2026, when an earlier model's index gained 0.983 -> 0.992 from it). 32 keeps a margin.
+    # from November 2026, when an earlier model's index gained 0.983 -> 0.992 from it). 32 keeps a margin.
     nprobe: int = 32
     threshold: float | None = None  # list only matches scoring at least this (duplicates)
     # a speed variant's score counts this much lower; None: the reranking model's calibrated penalty

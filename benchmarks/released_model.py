@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{best} against itself: median {selfs['self'].median():.3f}, correlation with steadiness "
           f"{selfs['self'].corr(selfs['steadiness']):.2f}; {int(below.sum())} queries have a duplicate scored at most an "
           f"own-track moment (median self {selfs.loc[below, 'self'].median():.3f}, the others "
-          f"{selfs.loc[~below, 'self'].median():.3f}); {int((selfs['highest own-track'] > selfs['self']).sum())} "
+          f"{selfs.loc[~below, 'self'].median():.3f}); {int(selfs['own-track above self'].sum())} "
           "score another moment of their own track above themselves")
     if args.write_card:
         card = released / CARD_DIR

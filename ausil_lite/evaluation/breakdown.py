@@ -297,9 +297,9 @@ def identity_margins(
     recording tops the query's own self-score ranks by what the audio is like (a steady texture, a repeating
     loop) rather than by whether it is the same audio. Index ``query``; columns ``self`` (from ``self_scores``,
     NaN where absent), ``lowest duplicate``, ``highest own-track`` (NaN where the benchmark holds no other
-    moment of the query's track) and ``duplicate below own-track`` (the lowest duplicate scores at most the
-    highest own-track moment: that query's AP is below 1 in some family column). Needs the item table's
-    ``track`` column.
+    moment of the query's track), ``duplicate below own-track`` (the lowest duplicate scores at most the
+    highest own-track moment: that query's AP is below 1 in some family column) and ``own-track above self``
+    (another moment of the query's track scores above the query itself). Needs the item table's ``track`` column.
     """
     table = benchmark.table if table is None else table
     if table is None or "track" not in table.columns:
@@ -318,5 +318,6 @@ def identity_margins(
                        "highest own-track": max(own, default=np.nan)}
     frame = pd.DataFrame.from_dict(rows, orient="index")
     frame["duplicate below own-track"] = frame["lowest duplicate"] <= frame["highest own-track"]
+    frame["own-track above self"] = frame["highest own-track"] > frame["self"]
     frame.index.name = "query"
     return frame

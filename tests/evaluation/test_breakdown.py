@@ -185,8 +185,9 @@ def test_identity_margins_set_each_querys_self_score_beside_its_worst_copy_and_b
     # q1 (t1): copies a 0.9, b 0.7, c 0.5; its own track's other moment n2 scores 0.6 (its score against itself, 1.0 in
     # SIMS, is not a moment of its track); q2 (t2): copies d 0.2, e 0.9, and no other moment of t2
     assert margins.loc["q1"].to_dict() == {"self": 0.55, "lowest duplicate": 0.5, "highest own-track": 0.6,
-                                           "duplicate below own-track": True}
+                                           "duplicate below own-track": True, "own-track above self": True}
     assert math.isnan(margins.loc["q2", "self"]) and math.isnan(margins.loc["q2", "highest own-track"])
     assert margins.loc["q2", "lowest duplicate"] == 0.2 and not margins.loc["q2", "duplicate below own-track"]
+    assert not margins.loc["q2", "own-track above self"]
     with pytest.raises(ValueError, match="'track' column"):
         identity_margins(SIMS, {}, make_benchmark())

@@ -7,9 +7,13 @@ Each epoch mines hard negatives (the negatives most similar to each anchor under
 and minimises, with Adam,
 
     loss = mean max(0, s(a, n) - s(a, p) + margin) + r * mean over maps of sum(|out-of-range logits|)
+           [+ w * mean max(0, s(a, n) - s(a, a) + margin)]
 
 the triplet loss plus the similarity regularisation of ViSiL, which pulls the comparator's map before
-the hard tanh into [-1, 1] (outside it, the clip would stop the gradient).
+the hard tanh into [-1, 1] (outside it, the clip would stop the gradient). The optional identity term
+(weight w, ``identity_weight``) asks each anchor to outscore its negatives against itself as well: the
+triplet loss alone never shows the comparator an exact copy, and it learns to read contrast along the
+diagonal, so a copy of steady music (whose whole similarity matrix is high) scores low.
 
 Every epoch writes a checkpoint (weights, optimiser state, history, resolved config, seed, git commit)
 atomically, the model files that :func:`ausil_lite.similarity.load_model` reads, and the learning
@@ -62,6 +66,7 @@ class TrainingConfig:
     negatives_per_anchor: int = 2  # triplets per (anchor, positive) pair and epoch
     max_segments: int = 48  # longer anchors are cropped (s, at the 1-s step); positives crop alike
     whitening_components: int | None = None  # None keeps all 2528 dimensions
+    identity_weight: float = 0.0  # w of the identity term; 0: the plain triplet loss
     seed: int = 0
     device: str | None = None  # None: CUDA when available, else CPU
 
@@ -72,8 +77,8 @@ class TrainingConfig:
                 raise ValueError(f"TrainingConfig.{name} must be at least 1, got {getattr(self, name)}")
         if self.max_segments < MIN_QUERY_SEGMENTS:
             raise ValueError(f"max_segments must be at least {MIN_QUERY_SEGMENTS}, got {self.max_segments}")
-        if self.learning_rate <= 0 or self.margin < 0 or self.regularisation < 0:
-            raise ValueError("learning_rate must be positive, margin and regularisation non-negative")
+        if self.learning_rate <= 0 or self.margin < 0 or self.regularisation < 0 or self.identity_weight < 0:
+            raise ValueError("learning_rate must be positive, margin, regularisation and identity_weight non-negative")
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainingConfig":
@@ -367,17 +372,26 @@ def _batch_loss(model: AuSiL, batch, config: TrainingConfig) -> dict[str, torch.
     s_neg, logits_neg = model.compare(anchors, a_len, negatives, n_len)
     triplet = F.relu(s_neg - s_pos + config.margin).mean()
     rows = pooled_size(a_len)
-    regularisation = (
-        similarity_regularisation(logits_pos, rows, pooled_size(p_len))
-        + similarity_regularisation(logits_neg, rows, pooled_size(n_len))
-    ) / 2
+    excess = [similarity_regularisation(logits_pos, rows, pooled_size(p_len)),
+              similarity_regularisation(logits_neg, rows, pooled_size(n_len))]
+    identity_terms = {}
+    if config.identity_weight > 0:
+        s_self, logits_self = model.compare(anchors, a_len, anchors, a_len)
+        excess.append(similarity_regularisation(logits_self, rows, rows))
+        identity_terms = {"identity_loss": F.relu(s_neg - s_self + config.margin).mean(),
+                          "self_similarity": s_self.mean()}
+    regularisation = sum(excess) / len(excess)
+    loss = triplet + config.regularisation * regularisation
+    if identity_terms:
+        loss = loss + config.identity_weight * identity_terms["identity_loss"]
     return {
-        "loss": triplet + config.regularisation * regularisation,
+        "loss": loss,
         "triplet_loss": triplet,
         "regularisation": regularisation,
         "violations": (s_neg + config.margin > s_pos).float().mean(),
         "positive_similarity": s_pos.mean(),
         "negative_similarity": s_neg.mean(),
+        **identity_terms,
     }
 
 
@@ -395,9 +409,15 @@ def _provenance(config: TrainingConfig, epoch: int, digest: str, data: dict | No
     return record
 
 
+ADDED_LATER = {"identity_weight": 0.0}
+"""Config fields that checkpoints written before them lack, with the value those runs had in effect."""
+
+
 def _comparable(config_dict: dict) -> dict:
-    """Config fields that must match to resume (epochs may be raised, the device may change)."""
-    return {k: v for k, v in config_dict.items() if k not in ("epochs", "device")}
+    """Config fields that must match to resume (epochs may be raised, the device may change); a field added later
+    counts as absent at its old value, so a run made before it still resumes."""
+    return {k: v for k, v in config_dict.items()
+            if k not in ("epochs", "device") and not (k in ADDED_LATER and v == ADDED_LATER[k])}
 
 
 def checkpoint_mismatch(model_dir: str | Path, source: TripletSource, config: TrainingConfig) -> str | None:

@@ -107,6 +107,7 @@ class PipelineConfig:
     regularisation: float = 0.5
     hard_pool: int = 10
     negatives_per_anchor: int = 2
+    identity_weight: float = 0.0  # weight of the identity term (a clip must outscore its negatives against itself)
 
     def __post_init__(self) -> None:
         names = self.backbone_names  # validates the names
@@ -181,7 +182,8 @@ class PipelineConfig:
         return TrainingConfig(
             epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate, margin=self.margin,
             regularisation=self.regularisation, hard_pool=self.hard_pool,
-            negatives_per_anchor=self.negatives_per_anchor, seed=self.seed, device=self.device,
+            negatives_per_anchor=self.negatives_per_anchor, identity_weight=self.identity_weight, seed=self.seed,
+            device=self.device,
         )
 
 

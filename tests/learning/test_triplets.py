@@ -14,6 +14,7 @@ from ausil_lite.learning.triplets import (
     SILENT_REDRAWS,
     TrainingConfig,
     TripletSource,
+    _batch_loss,
     load_triplet_source,
     mine_hard_negatives,
     redraw_silent,
@@ -83,6 +84,55 @@ def test_resume_with_another_config_raises(tmp_path):
     with pytest.raises(ValueError, match="other training data"):
         train(_source(3, pairs=4, negatives=4), dataclasses.replace(CONFIG, epochs=2), tmp_path / "m", progress=False)
 
+
+def test_a_checkpoint_from_before_the_identity_term_resumes_at_weight_zero_only(tmp_path):
+    source = _source(2, pairs=4, negatives=4)
+    train(source, dataclasses.replace(CONFIG, epochs=1), tmp_path / "m", progress=False)
+    path = tmp_path / "m" / CHECKPOINT_FILE
+    checkpoint = torch.load(path, weights_only=True)
+    del checkpoint["provenance"]["config"]["identity_weight"]  # as a run made before the field existed wrote it
+    torch.save(checkpoint, path)
+    _, curve = train(source, dataclasses.replace(CONFIG, epochs=2), tmp_path / "m", progress=False)
+    assert curve["epoch"].tolist() == [1, 2]
+    with pytest.raises(ValueError, match="another model folder"):
+        train(source, dataclasses.replace(CONFIG, epochs=3, identity_weight=0.5), tmp_path / "m", progress=False)
+
+
+def test_the_identity_term_asks_an_anchor_to_outscore_its_negative_against_itself(tmp_path):
+    rng = np.random.default_rng(6)
+    model, _ = train(_source(6, pairs=4, negatives=4), dataclasses.replace(CONFIG, epochs=1), tmp_path / "m",
+                     progress=False)
+    whiten = lambda x: model.whitening(torch.as_tensor(x))  # noqa: E731
+    anchor, far = _song(rng, 16), _song(rng, 16)
+    margin, weight = CONFIG.margin, 2.0
+    with_identity = dataclasses.replace(CONFIG, identity_weight=weight)
+    # the anchor as its own negative: s(a, n) = s(a, a), so the term is exactly the margin
+    terms = _batch_loss(model, [(whiten(anchor), whiten(far), whiten(anchor))], with_identity)
+    assert terms["identity_loss"].item() == pytest.approx(margin, abs=1e-6)
+    assert terms["self_similarity"].item() == pytest.approx(terms["negative_similarity"].item(), abs=1e-6)
+    plain = _batch_loss(model, [(whiten(anchor), whiten(far), whiten(anchor))], CONFIG)
+    assert "identity_loss" not in plain
+    # the loss adds w * margin, and the regularisation also covers the anchor's map against itself
+    three_maps = plain["loss"] - CONFIG.regularisation * plain["regularisation"] \
+        + CONFIG.regularisation * terms["regularisation"] + weight * margin
+    assert terms["loss"].item() == pytest.approx(three_maps.item(), abs=1e-5)
+    # an unrelated negative scored far below the anchor's self-score asks nothing
+    terms = _batch_loss(model, [(whiten(anchor), whiten(anchor), whiten(far))], with_identity)
+    expected = max(0.0, terms["negative_similarity"].item() - terms["self_similarity"].item() + margin)
+    assert terms["identity_loss"].item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_training_with_the_identity_term_raises_the_anchors_self_scores(tmp_path):
+    source = _source(7, pairs=8, negatives=8)
+    config = dataclasses.replace(CONFIG, epochs=6)
+    plain, _ = train(source, config, tmp_path / "plain", progress=False)
+    model, curve = train(source, dataclasses.replace(config, identity_weight=1.0), tmp_path / "identity", progress=False)
+    assert {"identity_loss", "self_similarity"} <= set(curve.columns)
+
+    def self_scores(m):
+        return np.array([m.similarity(a, a) for a, _ in source.pairs])
+
+    assert self_scores(model).mean() > self_scores(plain).mean()
 
 def test_config_rejects_unknown_keys_and_bad_values():
     assert TrainingConfig.from_dict({"epochs": 2, "margin": 1}).margin == 1

@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         BuildRequest(profile="ci", benchmark="davr-mini", output=str(mini), workers=2).build(progress=True)
     pipeline = release_pipeline(mini, data_root() / "models" / NAME, seed=args.seed)
     trained = train_recipe(pipeline)
-    model_dir = pipeline.model_dir("selfsup")
-    penalty = recipe_penalty(pipeline, trained)
+    model_dir = trained.model_dir
+    penalty = recipe_penalty(trained)
     rule = model_chamfer_rule(version_dir(args.version))
     print(f"{NAME}: variant penalty {penalty:.4f} (calibrated on its training triplets), chamfer rule {rule}", flush=True)
 

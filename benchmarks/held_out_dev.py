@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{NAME}: trains on {kept} corpus tracks, {held} held out ({', '.join(DEV_HELD_OUT)})", flush=True)
     pipeline = release_pipeline(tracks_dir, data_root() / "models" / NAME, seed=args.seed)
     trained = train_recipe(pipeline)
-    model_dir = pipeline.model_dir("selfsup")
-    penalty = recipe_penalty(pipeline, trained)
+    model_dir = trained.model_dir
+    penalty = recipe_penalty(trained)
     print(f"{NAME}: variant penalty {penalty:.4f} (calibrated on its training triplets)", flush=True)
 
     bench = dev_benchmark(args.profile)

@@ -351,11 +351,14 @@ def triplet_source(
 
 
 def train_model(
-    config: PipelineConfig, extraction: ExtractionConfig, log: Log | None = print
+    config: PipelineConfig, extraction: ExtractionConfig, log: Log | None = print, on_shipped_backbone: bool = False
 ) -> tuple[AuSiL, pd.DataFrame, dict]:
     """Train (or resume, or reuse) the AuSiL network for one backbone; returns the model of the last
-    epoch, its learning curve and the triplet source's description."""
-    if extraction.backbone == "released":
+    epoch, its learning curve and the triplet source's description.
+
+    The study never trains a network for the ``released`` backbone (the package ships it); a release may train a new
+    one on a shipped version's backbone (``on_shipped_backbone``, :mod:`ausil_lite.study.release`)."""
+    if extraction.backbone == "released" and not on_shipped_backbone:
         raise ValueError("the released backbone ships its trained network; train_model trains the study's own")
     source, description = triplet_source(config, extraction, log)
     folder = config.model_dir(extraction.backbone)

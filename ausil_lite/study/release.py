@@ -12,6 +12,9 @@ time left) shows in the terminal; learning curves go to CSV beside the checkpoin
 rule, as the network trained; ``benchmarks/chamfer_rule.py --write`` then chooses the rule on DAVR-dev and
 ``benchmarks/released_model.py --write-card`` measures the model as it will score.
 
+A version may reuse an earlier shipped version's backbone (:data:`RELEASE_BACKBONE_OF`, ``--backbone-of``) and train
+only a new AuSiL network on it, with the options of :data:`RELEASE_OPTIONS`.
+
 The sizes (:data:`RELEASE_SIZES`) are what fits one working session on 2 CPU cores. The ``full`` profile's
 self-supervised length (20 epochs of 200 steps of 32 pairs) costs about 4 s a step here, 4.5 hours; ``--epochs``
 and ``--steps`` lengthen a run, and a rerun with more epochs continues the same one.
@@ -34,16 +37,20 @@ import torch
 
 from ausil_lite.datasets.corpus import CORPUS_MANIFEST, build_corpus, corpus_tracks, manifest_digest, write_corpus_table
 from ausil_lite.datasets.renders import RENDER_MANIFEST
+from ausil_lite.descriptors.extraction import ExtractionConfig
 from ausil_lite.descriptors.speeds import calibrate_variant_penalty
 from ausil_lite.learning.triplets import CURVE_FILE, load_triplet_source
 from ausil_lite.models.export import export_released_model
 from ausil_lite.models.released import (
+    BACKBONE_FILE,
     CARD_DIR,
     CARD_EVALUATION_FILES,
     CORPUS_TABLE,
     MODELS_ROOT,
     RELEASED_VERSION,
     card_is_current,
+    verified_dir,
+    version_dir,
 )
 from ausil_lite.paths import data_root
 from ausil_lite.similarity.model import load_model
@@ -59,6 +66,18 @@ whole corpus instead of 20 tracks; the ``full`` profile's triplet counts, plus 1
 self-supervised clips are each track's middle 60 s: they are held in memory, and the 1,138 tracks of the
 26.6-hour corpus take 8.3 GB at 60 s against 11.6 GB at the 120 s ``ausil-lite-v1`` used on 341 tracks."""
 
+RELEASE_OPTIONS = dict(same_track_negatives=True, identity_weight=1.0)
+"""How the AuSiL network trains beyond its sizes (``ausil-lite-v3`` on): each anchor also meets another moment of its
+own track as a negative, and must outscore its negatives against itself (the identity term). Chosen on DAVR-dev with the
+recipe trained without DAVR-dev's packages (``benchmarks/held_out_dev.py``'s model), by the ``either`` rule without
+speed hypotheses: mAP 0.9939 against 0.9885 for neither option (0.9917 with same-track negatives alone, 0.9846 with
+the identity term alone), and each query's score against itself at least 0.64 (median 0.82) against 0.37 (0.47)."""
+
+RELEASE_BACKBONE_OF: str | None = "ausil-lite-v2"
+"""The shipped version whose backbone the release reuses (None: train a self-supervised backbone first).
+``ausil-lite-v3`` is ``ausil-lite-v2``'s backbone with a new AuSiL network: the backbone's 69 min of training do not
+change what :data:`RELEASE_OPTIONS` changes, and the descriptors (so every store made with v2) stay the same numbers."""
+
 
 @dataclass(frozen=True)
 class ReleaseRun:
@@ -68,12 +87,16 @@ class ReleaseRun:
     corpus_dir: Path
     models_dir: Path
     pipeline: PipelineConfig
+    backbone_of: str | None = None  # a shipped version whose backbone is reused; None: train one
 
     @classmethod
-    def make(cls, version: str, seed: int = 0, device: str | None = None, **sizes) -> ReleaseRun:
+    def make(cls, version: str, seed: int = 0, device: str | None = None, backbone_of: str | None = RELEASE_BACKBONE_OF,
+             **sizes) -> ReleaseRun:
+        if backbone_of == version:
+            raise ValueError(f"{version} cannot reuse its own backbone; name an earlier shipped version, or none")
         # one folder a version: a later version on a grown corpus must never resume an earlier one's checkpoints
         corpus, models = data_root() / "corpus", data_root() / "models" / "release" / version
-        return cls(version, corpus, models, release_pipeline(corpus, models, seed, device, **sizes))
+        return cls(version, corpus, models, release_pipeline(corpus, models, seed, device, **sizes), backbone_of)
 
 
 def release_pipeline(tracks_dir: Path, models_dir: Path, seed: int = 0, device: str | None = None,
@@ -82,39 +105,46 @@ def release_pipeline(tracks_dir: Path, models_dir: Path, seed: int = 0, device: 
     listed in ``tracks_dir/train.csv``: the corpus for a release, DAVR-mini's four packages for the comparison of
     corpora (``benchmarks/corpus_ablation.py``), so the two differ in their training audio only."""
     return PipelineConfig.from_dict({
-        **RELEASE_SIZES, **sizes, "profile": "release", "seed": seed, "device": device, "backbones": "selfsup",
+        **RELEASE_SIZES, **RELEASE_OPTIONS, **sizes, "profile": "release", "seed": seed, "device": device, "backbones": "selfsup",
         "benchmark_dir": str(tracks_dir), "models_dir": str(models_dir), "workers": 0,
     })
 
 
 @dataclass(frozen=True)
 class RecipeResult:
-    """What :func:`train_recipe` trained: the backbone's weights, the AuSiL network's learning curve and the
-    description of its triplets (the network is ``pipeline.model_dir("selfsup")``), and the seconds each part took
-    in that call (a reused part takes seconds: the training's own length is in a first run's report)."""
+    """What :func:`train_recipe` trained: the backbone's weights, the AuSiL network's folder, learning curve and the
+    description of its triplets, and the seconds each part took in that call (a reused part takes seconds: the
+    training's own length is in a first run's report; a shipped backbone takes none)."""
 
     weights: Path
+    model_dir: Path
     curve: pd.DataFrame
     triplets: dict
     selfsup_s: float
     ausil_s: float
 
 
-def train_recipe(pipeline: PipelineConfig, log=print) -> RecipeResult:
-    """Backbone, then the AuSiL network on triplets drawn with it; each step is resumed, or reused when done."""
+def train_recipe(pipeline: PipelineConfig, log=print, backbone_of: str | None = None) -> RecipeResult:
+    """Backbone, then the AuSiL network on triplets drawn with it; each step is resumed, or reused when done.
+    ``backbone_of``: no backbone is trained; the network learns on the descriptors of that shipped version's."""
     started = time.perf_counter()
-    weights = train_backbone(pipeline, log)
+    if backbone_of is None:
+        weights = train_backbone(pipeline, log)
+        extraction = extraction_config(pipeline, "selfsup", weights)
+    else:
+        weights = verified_dir(backbone_of) / BACKBONE_FILE
+        extraction = ExtractionConfig(backbone="released", model_version=backbone_of, device=pipeline.device)
     trained = time.perf_counter()
-    _, curve, triplets = train_model(pipeline, extraction_config(pipeline, "selfsup", weights), log)
-    return RecipeResult(weights, curve, triplets, round(trained - started, 1), round(time.perf_counter() - trained, 1))
+    _, curve, triplets = train_model(pipeline, extraction, log, on_shipped_backbone=backbone_of is not None)
+    return RecipeResult(weights, pipeline.model_dir(extraction.backbone), curve, triplets, round(trained - started, 1),
+                        round(time.perf_counter() - trained, 1))
 
 
-def recipe_penalty(pipeline: PipelineConfig, trained: RecipeResult) -> float:
+def recipe_penalty(trained: RecipeResult) -> float:
     """The variant penalty of the AuSiL network :func:`train_recipe` trained, calibrated on its own training triplets
     as an export calibrates a release's (never on an evaluation)."""
-    model_dir = pipeline.model_dir("selfsup")
-    triplets = load_triplet_source(model_dir / f"triplets-{trained.triplets['key']}.npz")
-    return calibrate_variant_penalty(load_model(model_dir, "cpu"), triplets)
+    triplets = load_triplet_source(trained.model_dir / f"triplets-{trained.triplets['key']}.npz")
+    return calibrate_variant_penalty(load_model(trained.model_dir, "cpu"), triplets)
 
 
 def train_release(run: ReleaseRun, log=print) -> dict:
@@ -123,7 +153,7 @@ def train_release(run: ReleaseRun, log=print) -> dict:
     summary = build_corpus(run.corpus_dir, log=log)
     log(f"corpus: {summary.tracks} tracks, {summary.hours} h ({summary.hours_by_kind})")
     built = time.perf_counter()
-    trained = train_recipe(run.pipeline, log)
+    trained = train_recipe(run.pipeline, log, run.backbone_of)
     report = {
         "version": run.version,
         "machine": f"{torch.get_num_threads()} CPU threads ({platform.processor() or platform.machine()})"
@@ -133,10 +163,12 @@ def train_release(run: ReleaseRun, log=print) -> dict:
                    "tracks": summary.tracks, "hours": summary.hours, "hours_by_kind": summary.hours_by_kind,
                    "hours_by_package": summary.hours_by_package, "hours_by_licence": summary.hours_by_licence},
         "sizes": {k: v for k, v in dataclasses.asdict(run.pipeline).items() if k in RELEASE_SIZES},
+        "options": {k: v for k, v in dataclasses.asdict(run.pipeline).items() if k in RELEASE_OPTIONS},
         "seed": run.pipeline.seed,
         "triplets": trained.triplets,
+        "backbone_of": run.backbone_of,
         "backbone_weights": str(trained.weights),
-        "ausil_dir": str(run.pipeline.model_dir("selfsup")),
+        "ausil_dir": str(trained.model_dir),
         "final_epoch": trained.curve.iloc[-1].to_dict(),
         "seconds": {"corpus": round(built - started, 1), "selfsup": trained.selfsup_s, "ausil": trained.ausil_s},
     }
@@ -173,7 +205,9 @@ def export_release(run: ReleaseRun, report: dict, out_dir: Path | None = None) -
         print(f"{card}: the evaluation described other weights and was removed; "
               f"measure these with benchmarks/released_model.py --version {run.version} --write-card")
     write_corpus_table(corpus_tracks(), card / CORPUS_TABLE)
-    shutil.copyfile(run.pipeline.selfsup_dir / "loss.csv", card / "selfsup_loss.csv")
+    selfsup_loss = run.pipeline.selfsup_dir / "loss.csv" if run.backbone_of is None \
+        else version_dir(run.backbone_of) / CARD_DIR / "selfsup_loss.csv"  # the reused backbone's own curve
+    shutil.copyfile(selfsup_loss, card / "selfsup_loss.csv")
     shutil.copyfile(ausil_dir / CURVE_FILE, card / CURVE_FILE)
     return out
 
@@ -186,8 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="torch device (default: CUDA when available)")
     parser.add_argument("--epochs", type=int, default=RELEASE_SIZES["selfsup_epochs"], help="self-supervised epochs")
     parser.add_argument("--steps", type=int, default=RELEASE_SIZES["selfsup_steps"], help="self-supervised steps per epoch")
+    parser.add_argument("--backbone-of", default=RELEASE_BACKBONE_OF or "none",
+                        help=f"reuse this shipped version's backbone (default {RELEASE_BACKBONE_OF}); 'none' trains one "
+                             "(--epochs and --steps apply then)")
     args = parser.parse_args(argv)
-    run = ReleaseRun.make(args.version, args.seed, args.device, selfsup_epochs=args.epochs, selfsup_steps=args.steps)
+    backbone_of = None if args.backbone_of == "none" else args.backbone_of
+    run = ReleaseRun.make(args.version, args.seed, args.device, backbone_of, selfsup_epochs=args.epochs,
+                          selfsup_steps=args.steps)
     out = export_release(run, train_release(run))
     print(f"exported {run.version} to {out}; measure it with benchmarks/released_model.py --write-card")
     return 0

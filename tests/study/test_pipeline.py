@@ -25,7 +25,7 @@ from ausil_lite.study.pipeline import (
     train_model,
     training_clips,
 )
-from ausil_lite.study.release import RELEASE_SIZES, recipe_penalty, release_pipeline, train_recipe
+from ausil_lite.study.release import RELEASE_OPTIONS, RELEASE_SIZES, recipe_penalty, release_pipeline, train_recipe
 
 
 def test_config_rejects_unknown_keys_bad_backbones_and_missing_weights(tmp_path):
@@ -221,6 +221,7 @@ def test_the_release_recipe_trains_on_any_tracks_folder_and_a_rerun_reuses_it(be
     pipeline = release_pipeline(benchmark / "bench", benchmark / "models-recipe", seed=2, **tiny)
     assert (pipeline.benchmark_root, pipeline.backbone_names, pipeline.seed) == (benchmark / "bench", ("selfsup",), 2)
     assert release_pipeline(benchmark, benchmark).learning_rate == RELEASE_SIZES["learning_rate"]  # not the profiles'
+    assert all(getattr(pipeline, k) == v for k, v in RELEASE_OPTIONS.items())
     first = train_recipe(pipeline, log=None)
     assert first.weights.parent == pipeline.selfsup_dir and first.triplets["training_tracks"] == 2
     assert list(first.curve["epoch"]) == [1, 2]
@@ -229,4 +230,17 @@ def test_the_release_recipe_trains_on_any_tracks_folder_and_a_rerun_reuses_it(be
     assert again.weights == first.weights and again.curve.equals(first.curve) and again.triplets == first.triplets
     # the penalty is the trained network's, measured on the triplets it trained on: a fraction of its score gap,
     # small after two steps of training
-    assert 0 < recipe_penalty(pipeline, first) < PENALTY_FRACTION
+    assert 0 < recipe_penalty(first) < PENALTY_FRACTION
+
+
+@pytest.mark.slow
+def test_a_release_on_a_shipped_backbone_trains_only_the_network_on_that_versions_descriptors(benchmark, released_model):
+    tiny = dict(device="cpu", train_pairs=3, train_negatives=2, train_clip_s=6.0, speed_pairs=0, epochs=1, batch_size=4)
+    pipeline = release_pipeline(benchmark / "bench", benchmark / "models-shipped", seed=4, **tiny)
+    trained = train_recipe(pipeline, log=None, backbone_of=RELEASED_VERSION)
+    assert trained.weights == released_model / "backbone.pt"
+    assert trained.model_dir == pipeline.model_dir("released") and not pipeline.selfsup_dir.exists()
+    extraction = read_provenance(trained.model_dir)["data"]["extraction"]
+    assert (extraction["backbone"], extraction["model_version"]) == ("released", RELEASED_VERSION)
+    assert read_provenance(trained.model_dir)["config"]["identity_weight"] == RELEASE_OPTIONS["identity_weight"]
+    assert 0 < recipe_penalty(trained) < PENALTY_FRACTION

@@ -16,3 +16,10 @@ def test_export_refuses_when_the_corpus_changed_since_training(tmp_path, monkeyp
     with pytest.raises(RuntimeError, match="changed since the model was trained"):
         export_release(run, stale, tmp_path / "v")
     assert not (tmp_path / "v").exists()
+
+
+def test_a_version_cannot_reuse_its_own_backbone(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUSIL_DATA", str(tmp_path))
+    with pytest.raises(ValueError, match="its own backbone"):
+        ReleaseRun.make("v9", backbone_of="v9")
+    assert ReleaseRun.make("v9", backbone_of="v8").backbone_of == "v8"

@@ -1,6 +1,6 @@
 """Choose a released model's chamfer rule on DAVR-dev, training audio, before it is measured on unseen audio.
 
-    python benchmarks/chamfer_rule.py [--version ausil-lite-v2] [--write]
+    python benchmarks/chamfer_rule.py [--version ausil-lite-v3] [--write]
 
 The AuSiL network is trained to score how much of the query a candidate holds (rule ``query``); a copy cut from
 the query then scores low, since most of the query's segments find nothing. The ``symmetric`` rule averages that

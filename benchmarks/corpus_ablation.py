@@ -1,6 +1,6 @@
 """What the release's corpus buys: its recipe trained on the study's four packages instead, scored on DAVR-unseen.
 
-    python benchmarks/corpus_ablation.py [--version ausil-lite-v2] [--write-card]
+    python benchmarks/corpus_ablation.py [--version ausil-lite-v3] [--write-card]
 
 The model card compares the study's ci model (DAVR-mini's four packages, ci sizes) with the released versions
 (larger corpora, the release's sizes), so corpus and training length change together. This run keeps the length

@@ -1,6 +1,6 @@
 """Settings chosen on audio the chooser never heard: the release's recipe trained without DAVR-dev's packages.
 
-    python benchmarks/held_out_dev.py [--version ausil-lite-v2] [--write-card]
+    python benchmarks/held_out_dev.py [--version ausil-lite-v3] [--write-card]
 
 A released model's settings (its chamfer rule) are chosen on DAVR-dev, never on DAVR-unseen. But DAVR-dev is cut
 from three packages of the corpus, so the released model has heard it and scores it near 1 (``ausil-lite-v2``:

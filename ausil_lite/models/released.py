@@ -35,7 +35,7 @@ from ausil_lite.digests import SUMS_FILE, read_sha256sums, verify_sha256sums
 from ausil_lite.errors import InputError
 from ausil_lite.similarity.model import CHAMFER_RULE_KEY, CONFIG_FILE, WEIGHTS_FILE, WHITENING_FILE, AuSiL, load_model
 
-RELEASED_VERSION = "ausil-lite-v2"
+RELEASED_VERSION = "ausil-lite-v3"
 """The version every command uses by default."""
 
 MODELS_ROOT = Path(__file__).resolve().parent

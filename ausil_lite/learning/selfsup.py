@@ -352,6 +352,22 @@ def checkpoint_mismatch(output_dir: str | Path, config: SelfSupConfig, clip_ids:
     return None if why is None else f"{path}: {why}"
 
 
+def finished_backbone(output_dir: str | Path, config: SelfSupConfig, clip_ids: Sequence[str]) -> Path | None:
+    """``backbone.pt`` of the run in ``output_dir`` when it finished training with ``config`` on ``clip_ids``
+    (its ``loss.csv`` rewritten from the checkpoint); None when there is no such finished run. Needs only the ids,
+    so a caller that knows them can reuse a finished backbone without decoding its clips."""
+    output = Path(output_dir)
+    checkpoint_path, backbone_path = output / "checkpoint.pt", output / "backbone.pt"
+    if not checkpoint_path.is_file() or not backbone_path.is_file():
+        return None
+    state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    record = {**provenance(config, config.seed), "clip_ids": sorted(clip_ids)}
+    if _state_mismatch(state, record) is not None or state["epoch"] + 1 < config.epochs:
+        return None
+    _write_loss_csv(state["history"], output / "loss.csv")
+    return backbone_path
+
+
 def train_selfsup(
     config: SelfSupConfig,
     clips: Mapping[str, np.ndarray],
@@ -383,9 +399,8 @@ def train_selfsup(
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         if (why := _state_mismatch(state, record)) is not None:
             raise SelfSupError(f"{checkpoint_path}: {why}; use another output folder")
-        if state["epoch"] + 1 >= config.epochs and backbone_path.is_file():
-            _write_loss_csv(state["history"], loss_path)
-            return backbone_path
+        if (finished := finished_backbone(output, config, ids)) is not None:
+            return finished
 
     pool = {i: np.asarray(clips[i], dtype=np.float32) for i in ids}
     augment = augment or transforms_augment(clips, config.families, config.max_transforms)

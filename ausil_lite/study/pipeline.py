@@ -47,7 +47,7 @@ from ausil_lite.descriptors.speeds import extract_speed_variants, speed_grid
 from ausil_lite.descriptors.store import ExtractionSummary, FeatureStore, extract_videos
 from ausil_lite.digests import file_digest
 from ausil_lite.errors import SilentAudioError
-from ausil_lite.learning.selfsup import SelfSupConfig, train_selfsup
+from ausil_lite.learning.selfsup import SelfSupConfig, finished_backbone, train_selfsup
 from ausil_lite.learning.selfsup import checkpoint_mismatch as selfsup_mismatch
 from ausil_lite.learning.triplets import (
     CURVE_FILE,
@@ -194,18 +194,55 @@ def train_backbone(config: PipelineConfig, log: Log | None = print) -> Path:
     stores and models record that name, so a later retraining can never pass its weights off as the
     ones that made existing descriptors (the store refuses another ``weights`` path). A run made with
     other settings (a profile edit) is set aside, not resumed or deleted.
+
+    A finished run is reused without decoding its clips (a release corpus takes minutes and gigabytes to read):
+    :data:`OFFERED_CLIPS_FILE` records which tracks it was offered at which clip length and which of them it
+    trained on (a silent window is left out), so the same tracks again need only the ids.
     """
-    clips = training_clips(TrainingPool.from_benchmark(config.benchmark_root), config.selfsup_clip_s, log is not None)
+    pool = TrainingPool.from_benchmark(config.benchmark_root)
     selfsup = config.selfsup_config()
-    if (mismatch := selfsup_mismatch(config.selfsup_dir, selfsup, list(clips))) is not None:
-        set_aside(config.selfsup_dir, mismatch, log)  # the profile's selfsup settings changed
-    weights = train_selfsup(selfsup, clips, config.selfsup_dir, log=log)
+    weights = _reusable_backbone(config, selfsup, pool)
+    if weights is None:
+        clips = training_clips(pool, config.selfsup_clip_s, log is not None)
+        if (mismatch := selfsup_mismatch(config.selfsup_dir, selfsup, list(clips))) is not None:
+            set_aside(config.selfsup_dir, mismatch, log)  # the profile's selfsup settings changed
+        weights = train_selfsup(selfsup, clips, config.selfsup_dir, log=log)
+        _write_json(config.selfsup_dir / OFFERED_CLIPS_FILE, _offered(config, pool) | {"clips": sorted(clips)})
+    elif log is not None:
+        log(f"self-supervised backbone: reusing the finished run in {config.selfsup_dir}")
     snapshot = weights.with_name(f"backbone-{file_digest(weights, 'sha1')[:12]}.pt")
     if not snapshot.is_file():
         tmp = snapshot.with_name(snapshot.name + ".tmp")
         shutil.copyfile(weights, tmp)
         tmp.replace(snapshot)
     return snapshot
+
+
+def _write_json(path: Path, record: dict) -> None:
+    """Write ``record`` under a temporary name first, so a kill never leaves half a record under the real one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+OFFERED_CLIPS_FILE = "offered_clips.json"
+"""In a self-supervised run's folder: the tracks offered, the clip length, and the clip ids trained on."""
+
+
+def _offered(config: PipelineConfig, pool: TrainingPool) -> dict:
+    return {"clip_s": config.selfsup_clip_s, "offered": sorted(track.id for track in pool.tracks)}
+
+
+def _reusable_backbone(config: PipelineConfig, selfsup: SelfSupConfig, pool: TrainingPool) -> Path | None:
+    """The finished backbone in ``config.selfsup_dir`` when it was trained with these settings on clips of these
+    very tracks (None otherwise, or when the run predates :data:`OFFERED_CLIPS_FILE`: then the clips decide)."""
+    path = config.selfsup_dir / OFFERED_CLIPS_FILE
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if {k: record.get(k) for k in ("clip_s", "offered")} != _offered(config, pool):
+        return None
+    return finished_backbone(config.selfsup_dir, selfsup, record.get("clips", []))
 
 
 def training_clips(pool: TrainingPool, clip_s: float, progress: bool = True) -> dict[str, np.ndarray]:
@@ -341,9 +378,7 @@ def triplet_source(
         "seconds": round(time.perf_counter() - started, 1),
     }
     save_triplet_source(source, path)
-    tmp = record_path.with_name(record_path.name + ".tmp")
-    tmp.write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(record_path)
+    _write_json(record_path, description)
     if log is not None:
         log(f"{extraction.backbone}: {len(source.pairs)} pairs and {len(source.negatives)} negatives "
             f"drawn from {len(pool.tracks)} training tracks in {description['seconds']} s")

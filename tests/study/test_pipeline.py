@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -16,12 +17,15 @@ from ausil_lite.learning.triplets import load_triplet_source, train
 from ausil_lite.models.released import RELEASED_VERSION
 from ausil_lite.similarity import load_model
 from ausil_lite.similarity.model import read_provenance
+from ausil_lite.study import pipeline as pipeline_module
 from ausil_lite.study.pipeline import (
+    OFFERED_CLIPS_FILE,
     PipelineConfig,
     extraction_config,
     read_learning_curve,
     read_selfsup_loss,
     train_all,
+    train_backbone,
     train_model,
     training_clips,
 )
@@ -200,6 +204,28 @@ def test_a_track_whose_clip_is_silent_is_left_out_and_the_rest_still_load(tmp_pa
     clips = training_clips(TrainingPool(tracks), clip_s=10.0, progress=False)
     assert list(clips) == ["tone"] and clips["tone"].size == 10 * rate
     assert "left out paused" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_finished_backbone_is_reused_without_decoding_its_clips_until_its_settings_change(benchmark, monkeypatch):
+    config = tiny_config(benchmark, models_dir=str(benchmark / "models-d"))
+    first = train_backbone(config, log=None)
+    offered = json.loads((config.selfsup_dir / OFFERED_CLIPS_FILE).read_text())
+    assert offered["clips"] == offered["offered"] == sorted(t.id for t in TrainingPool.from_benchmark(benchmark / "bench").tracks)
+
+    def decode(*args, **kwargs):
+        raise AssertionError("decoded the training clips")
+
+    monkeypatch.setattr(pipeline_module, "training_clips", decode)
+    messages = []
+    assert train_backbone(config, log=messages.append) == first
+    assert messages == [f"self-supervised backbone: reusing the finished run in {config.selfsup_dir}"]
+    for changed in (dict(selfsup_clip_s=15.0), dict(selfsup_epochs=2), dict(selfsup_steps=3)):
+        with pytest.raises(AssertionError, match="decoded"):  # another clip length or more training: clips needed
+            train_backbone(dataclasses.replace(config, **changed), log=None)
+    (config.selfsup_dir / OFFERED_CLIPS_FILE).unlink()  # a run from before the record: its clips decide, as before
+    with pytest.raises(AssertionError, match="decoded"):
+        train_backbone(config, log=None)
 
 
 @pytest.mark.slow

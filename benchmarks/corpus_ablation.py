@@ -35,7 +35,7 @@ from ausil_lite.models.released import (CARD_DIR, EVALUATION_TABLE, FOUR_PACKAGE
 from ausil_lite.paths import data_root
 from ausil_lite.similarity.model import model_chamfer_rule
 from ausil_lite.study.pipeline import extraction_config
-from ausil_lite.study.release import RELEASE_SIZES, recipe_penalty, release_pipeline, train_recipe
+from ausil_lite.study.release import RELEASE_OPTIONS, RELEASE_SIZES, recipe_penalty, release_pipeline, train_recipe
 
 NAME = "four-packages"
 
@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         write_record(card / FOUR_PACKAGES_FILE, {
             "training": "DAVR-mini's training tracks", "tracks": tracks, "hours": hours,
             "sizes": {k: v for k, v in dataclasses.asdict(pipeline).items() if k in RELEASE_SIZES}, "seed": args.seed,
+            "options": {k: getattr(pipeline, k) for k in RELEASE_OPTIONS},
             "triplets": trained.triplets,
             "variant_penalty": penalty, "chamfer_rule": rule, "benchmark": f"davr-unseen {args.profile}",
         })

@@ -15,6 +15,8 @@ the card shows what a version's larger corpus bought), plays every query at the 
   and >= 0.95 on speed-changed duplicates;
 * where the non-duplicates that outrank the released model's duplicates come from: another moment of the query's
   own track, or another track (``card/outranking.csv``);
+* the duplicates behind each family where it trails a baseline, with each method's rank for them
+  (``card/missed.csv``);
 * whether an identical copy is what the released model scores highest: each query's score against itself, beside
   its lowest-scored duplicate and its highest-scored other moment of its own track, and how steady the query's
   audio is (the mean cosine of its whitened segments with each other) (``card/self_similarity.csv``).
@@ -39,15 +41,16 @@ import pandas as pd
 
 from ausil_lite.config import git_commit
 from ausil_lite.datasets.davr_mini import BuildRequest, load_davr_mini
+from ausil_lite.datasets.transforms import FAMILIES
 from ausil_lite.descriptors.extraction import ExtractionConfig
 from ausil_lite.descriptors.speeds import extract_speed_variants, model_variant_penalty, speed_grid
 from ausil_lite.descriptors.store import FeatureStore, extract_videos
 from ausil_lite.descriptors.workers import default_workers
-from ausil_lite.evaluation.breakdown import breakdown_table, identity_margins, outranking_sources
+from ausil_lite.evaluation.breakdown import breakdown_table, identity_margins, missed_duplicates, outranking_sources
 from ausil_lite.evaluation.protocol import evaluate_benchmark
-from ausil_lite.models.released import (CARD_DIR, EVALUATION_FILE, EVALUATION_TABLE, OUTRANKING_TABLE, RELEASED_VERSION,
-                                        SELF_SIMILARITY_TABLE, TARGETS_TABLE, available_versions, load_released_scorer,
-                                        version_dir, weights_stamp)
+from ausil_lite.models.released import (CARD_DIR, EVALUATION_FILE, EVALUATION_TABLE, MISSED_TABLE, OUTRANKING_TABLE,
+                                        RELEASED_VERSION, SELF_SIMILARITY_TABLE, TARGETS_TABLE, available_versions,
+                                        load_released_scorer, version_dir, weights_stamp)
 from ausil_lite.paths import data_root
 from ausil_lite.similarity.chamfer import CHAMFER_RULES
 from ausil_lite.similarity.model import MIN_QUERY_SEGMENTS, model_chamfer_rule
@@ -161,6 +164,14 @@ def self_similarity(similarities: dict, bench, store: Path, version: str) -> pd.
     return table
 
 
+def trailing_misses(similarities: dict, table: pd.DataFrame, best: str, baselines: list[str], bench) -> pd.DataFrame:
+    """:func:`~ausil_lite.evaluation.breakdown.missed_duplicates` of ``best`` (ranked beside the baselines), kept to
+    the families in which ``best`` scores below some baseline: the copies the per-family target still misses."""
+    trailing = [f for f in FAMILIES if f in table.columns and table.loc[best, f] < table.loc[baselines, f].max()]
+    missed = missed_duplicates({best: similarities[best], **{b: similarities[b] for b in baselines}}, bench, best)
+    return missed[missed["family"].isin(trailing)].reset_index(drop=True)
+
+
 def write_record(path: Path, record: dict) -> None:
     """A card's JSON record of a measurement, stamped with the commit and time it was made at."""
     stamp = {"git_commit": git_commit(), "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -229,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     outranking = outranking_sources(similarities[best], bench)
     print(f"\nwhere the non-duplicates that outrank {best}'s duplicates come from:")
     print(outranking.to_string())
+    missed = trailing_misses(similarities, table, best, list(baselines), bench)
+    print(f"\nthe duplicates {best} ranks below a non-duplicate in the families where it trails a baseline "
+          "(rank 1: above every non-duplicate):")
+    print(missed.to_string() if len(missed) else "none")
     selfs = self_similarity(similarities[best], bench, features / args.version, args.version)
     below = selfs["duplicate below own-track"]
     print(f"\n{best} against itself: median {selfs['self'].median():.3f}, correlation with steadiness "
@@ -243,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         targets.to_csv(card / TARGETS_TABLE)
         outranking.to_csv(card / OUTRANKING_TABLE)
         selfs.round(4).to_csv(card / SELF_SIMILARITY_TABLE)
+        missed.to_csv(card / MISSED_TABLE, index=False)
         write_record(card / EVALUATION_FILE, {
             "benchmark": f"davr-unseen {args.profile}", "queries": len(bench.query_ids),
             "database": len(bench.database_ids), "duplicate_pairs": sum(len(bench.relevant(q)) for q in bench.query_ids),

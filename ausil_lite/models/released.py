@@ -59,7 +59,11 @@ SELF_SIMILARITY_TABLE = "self_similarity.csv"
 """In ``card/``: per query, the released model's score of the query against itself beside its lowest-scored duplicate
 and its highest-scored other moment of its own track, and how steady its audio is
 (:func:`ausil_lite.evaluation.breakdown.identity_margins`)."""
-CARD_EVALUATION_FILES = (EVALUATION_FILE, EVALUATION_TABLE, TARGETS_TABLE, OUTRANKING_TABLE, SELF_SIMILARITY_TABLE)
+MISSED_TABLE = "missed.csv"
+"""In ``card/``: the duplicates behind each family where the released model trails a baseline, with every method's
+rank for each (:func:`ausil_lite.evaluation.breakdown.missed_duplicates`): which copies the bar still misses."""
+CARD_EVALUATION_FILES = (EVALUATION_FILE, EVALUATION_TABLE, TARGETS_TABLE, OUTRANKING_TABLE, SELF_SIMILARITY_TABLE,
+                         MISSED_TABLE)
 """The card files an evaluation writes (the learning curves are the training's, written on export)."""
 CORPUS_TABLE = "corpus.csv"
 """In ``card/``: the training corpus (package, kind, licence, tracks, hours), written when a version is exported."""

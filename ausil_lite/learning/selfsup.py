@@ -362,7 +362,13 @@ def finished_backbone(output_dir: str | Path, config: SelfSupConfig, clip_ids: S
         return None
     state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
     record = {**provenance(config, config.seed), "clip_ids": sorted(clip_ids)}
-    if _state_mismatch(state, record) is not None or state["epoch"] + 1 < config.epochs:
+    return None if _state_mismatch(state, record) is not None else _finished(state, output, config)
+
+
+def _finished(state: dict, output: Path, config: SelfSupConfig) -> Path | None:
+    """``backbone.pt`` when the matching checkpoint ``state`` has trained every epoch (``loss.csv`` rewritten)."""
+    backbone_path = output / "backbone.pt"
+    if state["epoch"] + 1 < config.epochs or not backbone_path.is_file():
         return None
     _write_loss_csv(state["history"], output / "loss.csv")
     return backbone_path
@@ -399,7 +405,7 @@ def train_selfsup(
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         if (why := _state_mismatch(state, record)) is not None:
             raise SelfSupError(f"{checkpoint_path}: {why}; use another output folder")
-        if (finished := finished_backbone(output, config, ids)) is not None:
+        if (finished := _finished(state, output, config)) is not None:
             return finished
 
     pool = {i: np.asarray(clips[i], dtype=np.float32) for i in ids}

@@ -8,7 +8,9 @@ reads (Nexuiz and Planet Blupi music, Russian Asterisk prompts), every track for
 training (``train_fraction=0``): a training split there would only invite tuning on them. ``davr-dev`` has
 the unseen benchmark's sizes but is cut from three packages of the released model's training corpus
 (:data:`ausil_lite.datasets.corpus.DEV_PACKAGES`): scoring rules and penalties are chosen there, on training
-audio, and only then measured on the unseen one.
+audio, and only then measured on the unseen one. Its ``severe`` profile draws every copy from the hard end of
+its family's range (:data:`ausil_lite.datasets.transforms.SEVERE_DRAWS`), where settings that the full ranges
+score alike still differ.
 
 Planning is pure and cheap: from the source tracks, a :class:`DavrMiniConfig` and a seed it decides
 every item (its source window, transformation record, unrelated audio, container) without touching
@@ -105,6 +107,7 @@ class DavrMiniConfig:
     families: tuple[str, ...] = T.FAMILIES
     negative_transform_rate: float = 0.5  # negatives get a transformation too, so artefacts do not signal relevance
     webm_fraction: float = 0.25  # share of items in webm (VP9/Opus); the rest mp4 (H.264/AAC)
+    severe: bool = False  # positives drawn from the hard end of each family's range (transforms.SEVERE_DRAWS)
 
     def __post_init__(self) -> None:
         unknown = set(self.families) - set(T.FAMILIES)
@@ -112,6 +115,9 @@ class DavrMiniConfig:
             raise ValueError(f"unknown transformation families {sorted(unknown)}; known: {T.FAMILIES}")
         if not self.families:
             raise ValueError("families must not be empty")
+        if self.severe and set(self.families) - set(T.SEVERE_FAMILIES):
+            raise ValueError(f"severe positives need families with a severe range ({T.SEVERE_FAMILIES}), "
+                             f"got {sorted(set(self.families) - set(T.SEVERE_FAMILIES))}")
         for name in ("query_s", "distractor_s"):
             low, high = getattr(self, name)
             if not MIN_NEGATIVE_S <= low <= high:
@@ -158,6 +164,17 @@ UNSEEN_PROFILES: dict[str, DavrMiniConfig] = {
     ),
 }
 
+DEV_PROFILES: dict[str, DavrMiniConfig] = {
+    **UNSEEN_PROFILES,
+    # Only the hard end of each range (60 queries x one copy per severe family): DAVR-dev's ci profile is scored
+    # near 1 by every setting, so it cannot choose how a model treats short crops, quiet mixes and narrow bands.
+    "severe": DavrMiniConfig(
+        n_queries=60, n_database=780, query_s=(20.0, 30.0), distractor_s=(15.0, 30.0),
+        positives_per_query=len(T.SEVERE_FAMILIES), hard_negatives_per_query=2, train_fraction=0.0,
+        families=T.SEVERE_FAMILIES, severe=True,
+    ),
+}
+
 
 @dataclass(frozen=True)
 class BenchmarkRecipe:
@@ -178,7 +195,7 @@ BENCHMARKS: dict[str, BenchmarkRecipe] = {
     "davr-mini": BenchmarkRecipe("davr-mini", "DAVR-mini", SOURCE_SETS["davr-mini"], PROFILES),
     "davr-unseen": BenchmarkRecipe("davr-unseen", "DAVR-unseen", SOURCE_SETS["davr-unseen"], UNSEEN_PROFILES),
     # the unseen benchmark's sizes, cut from training audio: where scoring choices are made (ausil_lite.datasets.corpus)
-    "davr-dev": BenchmarkRecipe("davr-dev", "DAVR-dev", DEV_SOURCES, UNSEEN_PROFILES),
+    "davr-dev": BenchmarkRecipe("davr-dev", "DAVR-dev", DEV_SOURCES, DEV_PROFILES),
 }
 
 
@@ -365,7 +382,7 @@ def plan_benchmark(
         track = by_id[query.source.track]
         for k in range(config.positives_per_query):
             family = families[(qi * config.positives_per_query + k) % len(families)]
-            params = T.draw_transform(rng, family)
+            params = T.draw_transform(rng, family, severe=config.severe)
             if family in ("speed", "tempo"):
                 params["factor"] = next_factor(family)
             others = ()

@@ -352,10 +352,52 @@ def needs_other(params: Mapping[str, Any]) -> bool:
     return params["family"] in NEEDS_OTHER
 
 
-def draw_transform(rng: np.random.Generator, family: str, *, with_other: bool = True) -> dict:
-    """Parameters of one ``family`` as a record ``{"family": ..., **params}``."""
+def _severe_noise(rng: np.random.Generator) -> dict:
+    return {**draw_noise(rng), "snr_db": min(SNRS_DB)}
+
+
+def _severe_telephone(rng: np.random.Generator) -> dict:
+    return {"low_hz": 400.0, "high_hz": _choice(rng, (3000.0, 3400.0))}
+
+
+def _severe_reverb(rng: np.random.Generator) -> dict:
+    return {"rt60_s": _uniform(rng, 1.0, 1.5, 2), "wet_db": _uniform(rng, 0.0, 3.0, 1), "ir_seed": _seed(rng)}
+
+
+def _severe_crop(rng: np.random.Generator) -> dict:
+    return {"keep": _uniform(rng, 0.3, 0.45, 3), "offset": _uniform(rng, 0.0, 1.0, 3)}
+
+
+def _severe_embed(rng: np.random.Generator) -> dict:
+    return {"before_s": _uniform(rng, 10.0, 15.0, 2), "after_s": _uniform(rng, 10.0, 15.0, 2)}
+
+
+def _severe_mix(rng: np.random.Generator) -> dict:
+    return {"ratio_db": _uniform(rng, 0.0, 3.0, 1)}
+
+
+SEVERE_DRAWS: dict[str, Callable[[np.random.Generator], dict]] = {
+    "noise": _severe_noise, "telephone": _severe_telephone, "reverb": _severe_reverb, "crop": _severe_crop,
+    "embed": _severe_embed, "mix": _severe_mix,
+}
+"""The hard end of each range that has one: noise at 5 dB SNR, the 400 Hz telephone band, RT60 of 1-1.5 s with the
+room as loud as the direct path, crops keeping 30-45 %, a clip under half of its embedding, a mix 0-3 dB under.
+Benchmarks drawn only from these (``DavrMiniConfig.severe``) still separate settings that a full-range benchmark
+scores alike, since every setting finds the range's easy copies."""
+SEVERE_FAMILIES = tuple(SEVERE_DRAWS)
+
+
+def draw_transform(rng: np.random.Generator, family: str, *, with_other: bool = True, severe: bool = False) -> dict:
+    """Parameters of one ``family`` as a record ``{"family": ..., **params}``; ``severe`` draws from the hard end of
+    its range (:data:`SEVERE_DRAWS`; a family without one raises)."""
     if family not in TRANSFORMS:
         raise ValueError(f"unknown transformation family {family!r}; choose one of {FAMILIES}")
+    if severe:
+        if family not in SEVERE_DRAWS:
+            raise ValueError(f"{family!r} has no severe range; severe families: {SEVERE_FAMILIES}")
+        if family in NEEDS_OTHER and not with_other:
+            raise ValueError(f"{family!r} needs unrelated audio (other=)")
+        return {"family": family, **SEVERE_DRAWS[family](rng)}
     if family == "combo":
         parts = COMBO_PARTS if with_other else tuple(p for p in COMBO_PARTS if p not in NEEDS_OTHER)
         return {"family": "combo", **draw_combo(rng, parts)}

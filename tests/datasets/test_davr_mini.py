@@ -107,6 +107,20 @@ def test_config_rejects_impossible_sizes():
         D.DavrMiniConfig(families=("speed", "warp"))
 
 
+def test_a_severe_plan_draws_every_positive_from_the_hard_end_and_keeps_negatives_plain():
+    config = D.replace_config(SMALL, families=T.SEVERE_FAMILIES, severe=True)
+    plan = D.plan_benchmark(fake_tracks(), config, seed=0)
+    positives = [i.transform for i in plan.items if i.role == "positive"]
+    assert Counter(p["family"] for p in positives) == dict.fromkeys(T.SEVERE_FAMILIES, 6)
+    assert all(p["keep"] <= 0.45 for p in positives if p["family"] == "crop")
+    assert all(p["ratio_db"] <= 3.0 for p in positives if p["family"] == "mix")
+    negatives = [i.transform for i in plan.items if i.role != "positive" and i.transform]
+    assert {p["family"] for p in negatives} <= set(T.SEVERE_FAMILIES)
+    assert any(p["keep"] > 0.45 for p in negatives if p["family"] == "crop")  # negatives keep the full ranges
+    with pytest.raises(ValueError, match="severe range"):
+        D.replace_config(SMALL, severe=True)
+
+
 def test_manifests_are_byte_identical_for_a_seed(tmp_path):
     tracks = fake_tracks()
     rows = [f for t in tracks for f in t.files]

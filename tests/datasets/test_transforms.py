@@ -192,3 +192,23 @@ def test_speed_factor_reads_combos():
     record = {"family": "combo", "steps": [{"family": "speed", "factor": 1.2}, {"family": "gain", "gain_db": -6}]}
     assert T.speed_factor(record) == pytest.approx(1.2)
     assert T.speed_factor(record, "tempo") is None
+
+
+def test_severe_draws_stay_at_the_hard_end_of_each_range_and_apply():
+    rng = np.random.default_rng(0)
+    x, other = notes(seconds=4), notes(seconds=10, seed=5)
+    for _ in range(30):
+        assert 0.3 <= T.draw_transform(rng, "crop", severe=True)["keep"] <= 0.45
+        assert 0.0 <= T.draw_transform(rng, "mix", severe=True)["ratio_db"] <= 3.0
+        assert T.draw_transform(rng, "noise", severe=True)["snr_db"] == min(T.SNRS_DB)
+        assert T.draw_transform(rng, "telephone", severe=True)["low_hz"] == 400.0
+        assert min(T.draw_transform(rng, "embed", severe=True)[k] for k in ("before_s", "after_s")) >= 10.0
+        assert T.draw_transform(rng, "reverb", severe=True)["rt60_s"] >= 1.0
+    for family in T.SEVERE_FAMILIES:  # the records are the families' own: the same apply reads them
+        record = T.draw_transform(np.random.default_rng(1), family, severe=True)
+        assert set(record) == set(T.draw_transform(np.random.default_rng(1), family))
+        assert T.apply_transform(x, RATE, record, other=other).size > 0
+    with pytest.raises(ValueError, match="no severe range"):
+        T.draw_transform(rng, "speed", severe=True)
+    with pytest.raises(ValueError, match="needs unrelated audio"):
+        T.draw_transform(rng, "mix", severe=True, with_other=False)

@@ -13,7 +13,10 @@ DAVR-dev's packages and the other codecs of its prompts (:data:`ausil_lite.datas
 DAVR-dev as the released model meets DAVR-unseen. It is scored there by every chamfer rule, with and without
 the speed hypotheses of ``query --speeds 10`` (its variant penalty calibrated on its own training triplets, as an
 export does), and the table is printed; ``--write-card`` writes it to the version's ``card/held_out_dev.csv``
-(with ``card/held_out_dev.json``), which ``benchmarks/chamfer_rule.py`` then chooses by.
+(with ``card/held_out_dev.json``), which ``benchmarks/chamfer_rule.py`` then chooses by. ``--profile severe`` scores
+DAVR-dev's severe profile instead (every copy from the hard end of its family's range) into
+``card/held_out_dev_severe.csv``, which chooses nothing: it tells whether the copies the release misses on DAVR-unseen
+are hard transformations or particular audio.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from chamfer_rule import BENCHMARK, dev_benchmark, rule_table
 from released_model import write_record
 
 from ausil_lite.datasets.corpus import DEV_HELD_OUT, build_corpus, write_held_out_tracks
-from ausil_lite.models.released import CARD_DIR, HELD_OUT_FILE, HELD_OUT_TABLE, RELEASED_VERSION, version_dir
+from ausil_lite.models.released import CARD_DIR, RELEASED_VERSION, held_out_files, version_dir
 from ausil_lite.paths import data_root
 from ausil_lite.study.pipeline import extraction_config
 from ausil_lite.study.release import RELEASE_SIZES, recipe_penalty, release_pipeline, train_recipe
@@ -40,7 +43,8 @@ NAME = "dev-held-out"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--version", default=RELEASED_VERSION, help="the version whose card receives the table")
-    parser.add_argument("--profile", default="ci", help="DAVR-dev size (default ci: 100 queries)")
+    parser.add_argument("--profile", default="ci",
+                        help="DAVR-dev profile (default ci: 100 queries; severe: 60 queries, hard copies only)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write-card", action="store_true", help="write the table into the version's card folder")
     args = parser.parse_args(argv)
@@ -67,13 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     print(table.round(4).to_string())
     if args.write_card:
         card = version_dir(args.version) / CARD_DIR
-        table.round(4).to_csv(card / HELD_OUT_TABLE)
-        write_record(card / HELD_OUT_FILE, {
+        table_file, record_file = held_out_files(args.profile)
+        table.round(4).to_csv(card / table_file)
+        write_record(card / record_file, {
             "training": f"the corpus without {', '.join(DEV_HELD_OUT)}", "tracks": kept, "held_out_tracks": held,
             "sizes": {k: v for k, v in dataclasses.asdict(pipeline).items() if k in RELEASE_SIZES}, "seed": args.seed,
             "triplets": trained.triplets, "variant_penalty": penalty, "benchmark": f"{BENCHMARK} {args.profile}",
         })
-        print(f"wrote {card / HELD_OUT_TABLE}")
+        print(f"wrote {card / table_file}")
     print(f"done in {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -81,6 +81,17 @@ HELD_OUT_TABLE = "held_out_dev.csv"
 (``benchmarks/held_out_dev.py``): the rule chosen on audio the chooser never heard."""
 HELD_OUT_FILE = "held_out_dev.json"
 """In ``card/``: that run's record (training tracks, sizes, variant penalty, when)."""
+HELD_OUT_SEVERE_TABLE = "held_out_dev_severe.csv"
+"""In ``card/``: the same model by every rule on DAVR-dev's ``severe`` profile, every copy from the hard end of its
+family's range: whether what the release misses on DAVR-unseen is the severity of a transformation or the audio."""
+
+
+def held_out_files(profile: str) -> tuple[str, str]:
+    """The card's table and record of ``benchmarks/held_out_dev.py`` on DAVR-dev's ``profile`` (ci: the rule's chooser,
+    :data:`HELD_OUT_TABLE`; severe: :data:`HELD_OUT_SEVERE_TABLE`; another profile: named after it)."""
+    if profile == "ci":
+        return HELD_OUT_TABLE, HELD_OUT_FILE
+    return f"held_out_dev_{profile}.csv", f"held_out_dev_{profile}.json"
 
 
 class ReleasedModelError(InputError):

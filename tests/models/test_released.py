@@ -190,3 +190,10 @@ def test_recording_a_chamfer_rule_renews_the_sums_and_makes_the_card_stale(expor
         record_chamfer_rule(copy, "longest", {})
     again = export_released_model(exported_release.parent.parent / "backbone.pt", copy, tmp_path / "v", "v", 16, {})
     assert json.loads((again / "config.json").read_text())["chamfer_rule"] == "symmetric"  # a re-export keeps it
+
+
+def test_held_out_tables_keep_the_rule_choosers_names_for_ci_and_give_each_other_profile_its_own():
+    assert released.held_out_files("ci") == (released.HELD_OUT_TABLE, released.HELD_OUT_FILE)
+    severe = released.held_out_files("severe")
+    assert severe[0] == released.HELD_OUT_SEVERE_TABLE and severe[1].endswith("_severe.json")
+    assert not set(severe) & set(released.held_out_files("ci"))

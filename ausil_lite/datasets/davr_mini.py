@@ -173,6 +173,12 @@ DEV_PROFILES: dict[str, DavrMiniConfig] = {
         positives_per_query=len(T.SEVERE_FAMILIES), hard_negatives_per_query=2, train_fraction=0.0,
         families=T.SEVERE_FAMILIES, severe=True,
     ),
+    # Six quiet mixes (0-3 dB under speech or music) per query: the one severe family the held-out recipe still misses.
+    # Its negatives stay untransformed (they draw no unrelated audio, so a mix cannot be applied to them).
+    "severe-mix": DavrMiniConfig(
+        n_queries=60, n_database=780, query_s=(20.0, 30.0), distractor_s=(15.0, 30.0), positives_per_query=6,
+        hard_negatives_per_query=2, train_fraction=0.0, families=("mix",), severe=True,
+    ),
 }
 
 

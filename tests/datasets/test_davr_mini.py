@@ -119,6 +119,9 @@ def test_a_severe_plan_draws_every_positive_from_the_hard_end_and_keeps_negative
     assert any(p["keep"] > 0.45 for p in negatives if p["family"] == "crop")  # negatives keep the full ranges
     with pytest.raises(ValueError, match="severe range"):
         D.replace_config(SMALL, severe=True)
+    mixes = D.plan_benchmark(fake_tracks(), D.replace_config(SMALL, families=("mix",), severe=True), seed=0)
+    ratios = [i.transform["ratio_db"] for i in mixes.items if i.role == "positive"]
+    assert len(ratios) == 36 and max(ratios) <= 3.0 and len({i.others for i in mixes.items if i.role == "positive"}) > 6
 
 
 def test_manifests_are_byte_identical_for_a_seed(tmp_path):

@@ -134,12 +134,15 @@ class TrainingPool:
         return Clip(read_window(track.path, start, length, SAMPLE_RATE), track.id, start)
 
     def draw_pair(
-        self, rng: np.random.Generator, duration_s: float, families: Sequence[str] = T.TRAINING_FAMILIES
+        self, rng: np.random.Generator, duration_s: float, families: Sequence[str] = T.TRAINING_FAMILIES,
+        severe: float = 0.0,
     ) -> tuple[Clip, np.ndarray, dict]:
-        """An anchor clip, a transformed copy of it (the positive) and the transformation record."""
+        """An anchor clip, a transformed copy of it (the positive) and the transformation record; ``severe`` as in
+        :func:`ausil_lite.datasets.transforms.random_transform`."""
         anchor = self.draw_clip(rng, duration_s)
         other = None
         if set(families) & (T.NEEDS_OTHER | {"combo"}):
             other = self.draw_clip(rng, 2 * duration_s, exclude=anchor.track).samples
-        positive, params = T.random_transform(anchor.samples, SAMPLE_RATE, rng, families=families, other=other)
+        positive, params = T.random_transform(anchor.samples, SAMPLE_RATE, rng, families=families, other=other,
+                                              severe=severe)
         return anchor, positive, params

@@ -428,17 +428,20 @@ def random_transform(
     rng: np.random.Generator,
     families: Sequence[str] = TRAINING_FAMILIES,
     other: np.ndarray | None = None,
+    severe: float = 0.0,
 ) -> tuple[np.ndarray, dict]:
     """A transformed copy of ``samples`` and its parameter record: the positive of a training pair.
 
     The family is drawn uniformly from ``families``; ``embed`` and ``mix`` (and combos using them) need
-    ``other`` and are left out without it.
+    ``other`` and are left out without it. ``severe``: the share of the families of :data:`SEVERE_DRAWS` drawn from
+    the hard end of their range instead of the whole (0: none, and ``rng`` draws exactly as it always did).
     """
     usable = [f for f in families if other is not None or f not in NEEDS_OTHER]
     if not usable:
         raise ValueError(f"none of {list(families)} can run without unrelated audio; pass other=")
     family = _choice(rng, usable)
-    params = draw_transform(rng, family, with_other=other is not None)
+    harder = severe > 0 and family in SEVERE_DRAWS and rng.random() < severe
+    params = draw_transform(rng, family, with_other=other is not None, severe=harder)
     return apply_transform(samples, rate, params, other=other), params
 
 

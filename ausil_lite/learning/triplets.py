@@ -204,7 +204,7 @@ def redraw_silent(draw: Callable[[], Drawn]) -> Drawn:
 
 def triplet_source_from_pool(
     pool, extractor, pairs: int, negatives: int, duration_s: float, seed: int, families: Sequence[str] | None = None,
-    progress: bool = False, same_track: bool = False,
+    progress: bool = False, same_track: bool = False, severe: float = 0.0,
 ) -> tuple[TripletSource, list[dict]]:
     """Training descriptors from a :class:`ausil_lite.datasets.training.TrainingPool` (training tracks only).
 
@@ -215,7 +215,8 @@ def triplet_source_from_pool(
     the same music in another recording. Groups (source track ids) keep a clip from being the negative
     of an anchor cut from the same track. ``same_track``: each anchor also gets another moment of its own track
     (:meth:`~ausil_lite.datasets.training.TrainingPool.draw_elsewhere`), a negative for that anchor alone among
-    the anchors of its track (``TripletSource.negative_owners``); a silent one is skipped.
+    the anchors of its track (``TripletSource.negative_owners``); a silent one is skipped. ``severe``: the share of
+    positives drawn from the hard end of their family's range (:func:`ausil_lite.datasets.transforms.random_transform`).
     Returns the source and the transformation record of each pair.
     A clip silent throughout (a pause in a sound effect) is drawn again (:func:`redraw_silent`). ``progress``
     shows a bar of clips drawn (minutes of silence would look like a stuck study on a slow machine).
@@ -223,7 +224,7 @@ def triplet_source_from_pool(
     rng = np.random.default_rng(seed)
     bar = tqdm(total=pairs + negatives, desc="triplet clips", unit="clip", disable=not progress, leave=False,
                file=sys.stderr)
-    kwargs = {} if families is None else {"families": families}
+    kwargs = {"severe": severe} if families is None else {"families": families, "severe": severe}
 
     def normalised(clip) -> np.ndarray:
         return peak_normalise(clip.samples, f"{clip.track}@{clip.start_s}s")

@@ -97,6 +97,9 @@ class PipelineConfig:
     # each anchor also meets another moment of its own track as a negative (TrainingPool.draw_elsewhere): the
     # benchmarks' hard negatives are of that kind, and ausil-lite-v2, trained without, confuses them with copies
     same_track_negatives: bool = False
+    # share of positives whose transformation comes from the hard end of its family's range (transforms.SEVERE_DRAWS:
+    # short crops, quiet mixes, narrow bands), which the whole ranges draw rarely; 0: none
+    severe_positives: float = 0.0
     # queries also played at speeds 0.7x-1.4x, this many steps per octave (ausil_lite.descriptors.speeds); 0: none
     speed_hypotheses: int = 10
     # AuSiL network (ausil_lite.learning.triplets.TrainingConfig)
@@ -126,6 +129,8 @@ class PipelineConfig:
             raise ValueError(f"train_clip_s must be at least 5 s (a query needs 4 segments), got {self.train_clip_s}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if not 0.0 <= self.severe_positives <= 1.0:
+            raise ValueError(f"severe_positives must be a share in [0, 1], got {self.severe_positives}")
         self.selfsup_config()  # fail now, not after extraction, on bad selfsup sizes
         self.training_config()
 
@@ -334,6 +339,7 @@ def _source_key(config: PipelineConfig, extraction: ExtractionConfig, pool: Trai
         "pairs": config.train_pairs, "negatives": config.train_negatives, "clip_s": config.train_clip_s,
         "speed_pairs": config.speed_pairs,
         **({"same_track_negatives": True} if config.same_track_negatives else {}),  # earlier keys stay as they were
+        **({"severe_positives": config.severe_positives} if config.severe_positives else {}),
         "seed": config.seed, "extraction": {k: v for k, v in dataclasses.asdict(extraction).items()
                                             if k not in ("device", "batch_size")},
         # a track's group decides its sibling negatives; ungrouped tracks keep the keys they always had
@@ -360,7 +366,7 @@ def triplet_source(
     extractor = FeatureExtractor(extraction)
     source, records = triplet_source_from_pool(
         pool, extractor, config.train_pairs, config.train_negatives, config.train_clip_s, config.seed,
-        progress=log is not None, same_track=config.same_track_negatives,
+        progress=log is not None, same_track=config.same_track_negatives, severe=config.severe_positives,
     )
     if config.speed_pairs:
         # a second draw (its own seed) of speed-changed positives; its anchors join the negatives
@@ -375,6 +381,7 @@ def triplet_source(
         "training_tracks": len(pool.tracks), "families": dict(sorted(Counter(r["family"] for r in records).items())),
         "speed_pairs": sum(1 for r in records if T.speed_factor(r, "speed") is not None),
         **({"same_track_negatives": sum(o >= 0 for o in source.negative_owners)} if source.negative_owners else {}),
+        **({"severe_positives": config.severe_positives} if config.severe_positives else {}),
         "seconds": round(time.perf_counter() - started, 1),
     }
     save_triplet_source(source, path)

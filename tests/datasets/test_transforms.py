@@ -212,3 +212,14 @@ def test_severe_draws_stay_at_the_hard_end_of_each_range_and_apply():
         T.draw_transform(rng, "speed", severe=True)
     with pytest.raises(ValueError, match="needs unrelated audio"):
         T.draw_transform(rng, "mix", severe=True, with_other=False)
+
+
+def test_severe_training_positives_come_from_the_hard_end_at_their_share_and_none_leave_the_draws_alone():
+    x, other = notes(seconds=3), notes(seconds=8, seed=5)
+
+    def keeps(severe: float, seed: int = 0) -> list[float]:
+        rng = np.random.default_rng(seed)
+        return [T.random_transform(x, RATE, rng, families=("crop",), other=other, severe=severe)[1]["keep"]
+                for _ in range(40)]
+    assert max(keeps(1.0)) <= 0.45 and max(keeps(0.0)) > 0.45
+    assert 0 < sum(k > 0.45 for k in keeps(0.5)) < 40

@@ -49,6 +49,15 @@ def test_config_rejects_unknown_keys_bad_backbones_and_missing_weights(tmp_path)
         PipelineConfig(backbones=" , ")
     with pytest.raises(ValueError, match="max_segments|at least"):
         PipelineConfig(epochs=0)
+    with pytest.raises(ValueError, match="severe_positives"):
+        PipelineConfig(severe_positives=1.5)
+
+
+def test_severe_positives_give_their_triplets_another_key_and_none_keep_the_old_one():
+    pool = TrainingPool([TrainingTrack(f"pkg:{n}", f"/nowhere/{n}.ogg", 60.0) for n in "ab"])
+    extraction = extraction_config(PipelineConfig(), "random")
+    key = lambda **options: pipeline_module._source_key(PipelineConfig(**options), extraction, pool)  # noqa: E731
+    assert key() == key(severe_positives=0.0) != key(severe_positives=0.25) != key(severe_positives=0.5)
 
 
 def test_backbones_in_order_kumar_joins_with_weights_and_paths_follow_the_data_root(tmp_path, monkeypatch):

@@ -81,5 +81,12 @@ def run(args: argparse.Namespace) -> int:
     model = describe_extraction(asdict(extraction)) if model_dir is None or extraction.backbone == "released" else str(model_dir)
     speeds = f", {grid_label(speed_grid(args.speeds))} (variant penalty {penalty:g})" if args.speeds else ""
     print(f"{len(scores.similarities)} queries x {scores.database_scored} database videos scored with {scorer.name} "
-          f"({model}{speeds}); {len(scores.failed)} items skipped; wrote {args.output}")
+          f"({model}{speeds}); {skipped_summary(scores.failed)}; wrote {args.output}")
     return 1 if scores.failed else 0
+
+
+def skipped_summary(failed: dict[tuple[str, str], str]) -> str:
+    """Which videos were skipped, named again at the end: their messages scroll by among the progress bars."""
+    if not failed:
+        return "nothing skipped"
+    return f"{len(failed)} skipped ({', '.join(f'{role} {vid}' for role, vid in failed)})"

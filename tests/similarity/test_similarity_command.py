@@ -84,7 +84,7 @@ def test_evaluate_reports_a_bad_file_without_traceback(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_media_paths_are_extracted_on_the_fly(tmp_path):
+def test_media_paths_are_extracted_on_the_fly(tmp_path, capsys):
     from ausil_lite.datasets.media import write_media
 
     rng = np.random.default_rng(3)
@@ -93,12 +93,15 @@ def test_media_paths_are_extracted_on_the_fly(tmp_path):
     write_media(tmp_path / "tone.wav", tone.astype(np.float32) * 0.5, 44100)
     write_media(tmp_path / "noise.wav", noise.astype(np.float32) * 0.2, 44100)
     (tmp_path / "q.txt").write_text("tone tone.wav\n")
-    (tmp_path / "d.txt").write_text("tone tone.wav\nnoise noise.wav\n")
+    (tmp_path / "d.txt").write_text("tone tone.wav\nnoise noise.wav\nlost lost.mp4\n")
     code = main(["similarity", "--queries", str(tmp_path / "q.txt"), "--database", str(tmp_path / "d.txt"),
                  "--output", str(tmp_path / "s.json"), "--device", "cpu", "--backbone", "random"])
-    assert code == 0
+    assert code == 1  # a video was skipped, the rest scored
     sims = read_similarities(tmp_path / "s.json")["tone"]
-    assert sims["tone"] == pytest.approx(1.0, abs=1e-5) and sims["noise"] < sims["tone"]
+    assert sims["tone"] == pytest.approx(1.0, abs=1e-5) and sims["noise"] < sims["tone"] and "lost" not in sims
+    captured = capsys.readouterr()
+    assert f"SKIPPED database lost: {tmp_path / 'lost.mp4'}: file not found" in captured.err
+    assert "1 skipped (database lost); wrote" in captured.out
 
 
 def test_media_backbone_defaults_to_the_models(tmp_path):

@@ -98,7 +98,8 @@ class PipelineConfig:
     # benchmarks' hard negatives are of that kind, and ausil-lite-v2, trained without, confuses them with copies
     same_track_negatives: bool = False
     # share of positives whose transformation comes from the hard end of its family's range (transforms.SEVERE_DRAWS:
-    # short crops, quiet mixes, narrow bands), which the whole ranges draw rarely; 0: none
+    # short crops, quiet mixes, narrow bands), which the whole ranges draw rarely; 0: none. Measured at 0.5 and set
+    # aside: no gain beyond another draw of the same triplets (book/settings_tried.md)
     severe_positives: float = 0.0
     # queries also played at speeds 0.7x-1.4x, this many steps per octave (ausil_lite.descriptors.speeds); 0: none
     speed_hypotheses: int = 10

@@ -85,8 +85,11 @@ def run(args: argparse.Namespace) -> int:
     return 1 if scores.failed else 0
 
 
-def skipped_summary(failed: dict[tuple[str, str], str]) -> str:
-    """Which videos were skipped, named again at the end: their messages scroll by among the progress bars."""
+def skipped_summary(failed: dict[tuple[str, str], str], named: int = 5) -> str:
+    """Which videos were skipped, named again at the end (their messages scroll by among the progress bars); the
+    first ``named`` only, so a list whose drive is missing gives one readable line, not thousands of ids."""
     if not failed:
         return "nothing skipped"
-    return f"{len(failed)} skipped ({', '.join(f'{role} {vid}' for role, vid in failed)})"
+    names = [f"{role} {vid}" for role, vid in failed]
+    more = f", +{len(names) - named} more" if len(names) > named else ""
+    return f"{len(names)} skipped ({', '.join(names[:named])}{more})"

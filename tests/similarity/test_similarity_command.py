@@ -104,6 +104,14 @@ def test_media_paths_are_extracted_on_the_fly(tmp_path, capsys):
     assert "1 skipped (database lost); wrote" in captured.out
 
 
+def test_the_closing_line_names_the_first_skipped_videos_only():
+    from ausil_lite.commands.similarity import skipped_summary
+
+    assert skipped_summary({}) == "nothing skipped"
+    failed = {("database", f"v{i}"): "file not found" for i in range(7)}
+    assert skipped_summary(failed) == "7 skipped (database v0, database v1, database v2, database v3, database v4, +2 more)"
+
+
 def test_media_backbone_defaults_to_the_models(tmp_path):
     import argparse
 

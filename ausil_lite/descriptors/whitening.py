@@ -15,7 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 EPSILON = 1e-5
-"""Added to eigenvalues before the inverse square root, so near-null directions are not blown up."""
+"""Added to eigenvalues before the inverse square root, so near-null directions are not blown up. A higher floor
+(1e-4, 1e-3) flattens the low-variance directions that mixed copies are told apart by: measured worse on DAVR-dev
+for every triplet draw tried (book/settings_tried.md)."""
 
 
 class PCAWhitening(nn.Module):
